@@ -1,0 +1,24 @@
+/* A small blocking HTTP/1.1 client for `graced drain` and `graced probe`. */
+#ifndef GRACED_CLIENT_H
+#define GRACED_CLIENT_H
+
+#include <stddef.h>
+
+struct client_url {
+	char host[256];
+	char port[6];
+	char path[1024];
+};
+
+/* Parses "http://HOST[:PORT][/PATH]". 0 or -EINVAL. */
+int client_parse_url(const char *url, struct client_url *out);
+/* Sends one request and reads the status code of the reply into *status.
+ * Returns 0, -ECONNREFUSED (nobody listens), -ECONNRESET (closed without a
+ * reply), -ETIMEDOUT, or another negative errno. */
+int client_request(const struct client_url *u, const char *method,
+    double timeout, int *status);
+/* The subcommands: each returns the process exit status. */
+int client_drain(int argc, char **argv);
+int client_probe(int argc, char **argv);
+
+#endif

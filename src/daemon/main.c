@@ -1,0 +1,113 @@
+/* The graced daemon: picks the subcommand, wires signals to the drain and
+ * turns its outcome into the exit status (0 clean, 1 cut off or failed to
+ * start, 2 bad usage). */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "client.h"
+#include "events.h"
+#include "graced.h"
+#include "options.h"
+
+struct daemon {
+	struct graced_server *srv;
+	struct events *events;
+};
+
+static void
+on_signal(evutil_socket_t signo, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)what;
+	switch (signo) {
+	case SIGTERM:
+		graced_server_drain(d->srv, "SIGTERM");
+		break;
+	case SIGINT:
+		graced_server_drain(d->srv, "SIGINT");
+		break;
+	case SIGQUIT:
+		graced_server_stop_now(d->srv, "SIGQUIT");
+		break;
+	case SIGHUP:
+		graced_server_reopen_log(d->srv);
+		events_reopen(d->events);
+		break;
+	}
+}
+
+static int
+serve(int argc, char **argv)
+{
+	static const int signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP };
+	struct event *sigev[4] = { NULL };
+	struct daemon d = { NULL, NULL };
+	struct options o;
+	char err[512];
+	int rc = 1;
+
+	if (options_parse(&o, argc, argv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "graced: %s\n", err);
+		options_free(&o);
+		return 2;
+	}
+	if (o.help) {
+		options_usage(stdout);
+		options_free(&o);
+		return 0;
+	}
+	d.srv = graced_server_new(o.cfg);
+	if (d.srv == NULL)
+		goto out;
+	d.events = events_new(o.spool, err, sizeof(err));
+	if (d.events == NULL) {
+		graced_log("start_failed", json_pack("{s:s}", "cause", err));
+		goto out;
+	}
+	if (events_attach(d.events, d.srv) < 0 ||
+	    graced_server_start(d.srv) < 0)
+		goto out;
+	for (size_t i = 0; i < 4; i++) {
+		sigev[i] = evsignal_new(graced_server_base(d.srv), signals[i],
+		    on_signal, &d);
+		/* Before any I/O of the same loop iteration: the readiness
+		 * flip is not delayed by a busy loop. */
+		event_priority_set(sigev[i], 0);
+		event_add(sigev[i], NULL);
+	}
+	rc = graced_server_run(d.srv);
+out:
+	for (size_t i = 0; i < 4; i++)
+		if (sigev[i] != NULL)
+			event_free(sigev[i]);
+	graced_server_free(d.srv);
+	events_free(d.events);
+	options_free(&o);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : "serve";
+
+	if (strcmp(cmd, "drain") == 0)
+		return client_drain(argc - 2, argv + 2);
+	if (strcmp(cmd, "probe") == 0)
+		return client_probe(argc - 2, argv + 2);
+	if (strcmp(cmd, "serve") == 0)
+		return serve(argc - 2, argv + 2);
+	if (strcmp(cmd, "help") == 0) {
+		options_usage(stdout);
+		return 0;
+	}
+	if (cmd[0] == '-')
+		return serve(argc - 1, argv + 1);
+	fprintf(stderr, "graced: unknown command '%s' (serve, drain, probe)\n",
+	    cmd);
+	return 2;
+}

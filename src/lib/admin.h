@@ -1,0 +1,16 @@
+/* The admin listener: POST /admin/drain and the health endpoints, on the
+ * main loop, apart from the public connections so it never holds up a
+ * drain. */
+#ifndef GRACED_ADMIN_H
+#define GRACED_ADMIN_H
+
+struct graced_server;
+struct admin;
+
+/* Serves on the listening socket fd (taken over); NULL on failure. */
+struct admin *admin_new(struct graced_server *srv, int fd);
+/* Answers the "drain --wait" requests once the listeners are closed. */
+void admin_release(struct admin *a);
+void admin_free(struct admin *a);
+
+#endif

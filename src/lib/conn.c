@@ -1,0 +1,223 @@
+/* The connection registry. libevent 2.1 has no accept hook, so every
+ * connection is seen through the bufferevent we make for it (bevcb) and
+ * adopted by a priority-0 event before any of its I/O runs; the close
+ * callback then reports exactly once when evhttp frees it. */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "log.h"
+#include "request.h"
+#include "server.h"
+#include "util.h"
+#include "worker.h"
+
+struct bufferevent *
+conn_bevcb(struct event_base *base, void *arg)
+{
+	struct worker *w = arg;
+	struct graced_request *r = calloc(1, sizeof(*r));
+	struct bufferevent *bev;
+
+	if (r == NULL)
+		return NULL;
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		free(r);
+		return NULL;
+	}
+	/* Our reference keeps bev readable until adoption, even if evhttp
+	 * frees the connection first. */
+	bufferevent_incref(bev);
+	r->w = w;
+	r->bev = bev;
+	r->fd = -1;
+	r->next_new = w->new_head;
+	w->new_head = r;
+	event_active(w->adopt_ev, EV_TIMEOUT, 0);
+	if (w->closing)
+		event_active(w->close_check_ev, EV_TIMEOUT, 0);
+	return bev;
+}
+
+static void
+conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct graced_request *r = arg;
+
+	(void)buf;
+	if (info->n_added > 0 && !r->rx_pending) {
+		r->rx_pending = 1;
+		r->rx_since_ms = now_ms();
+	}
+}
+
+static int
+registry_put(struct worker *w, struct graced_request *r)
+{
+	if ((size_t)r->fd >= w->conns_cap) {
+		size_t cap = w->conns_cap ? w->conns_cap : 256;
+		struct graced_request **bigger;
+		while (cap <= (size_t)r->fd)
+			cap *= 2;
+		bigger = realloc(w->conns, cap * sizeof(*bigger));
+		if (bigger == NULL)
+			return -ENOMEM;
+		memset(bigger + w->conns_cap, 0,
+		    (cap - w->conns_cap) * sizeof(*bigger));
+		w->conns = bigger;
+		w->conns_cap = cap;
+	}
+	assert(w->conns[r->fd] == NULL);
+	w->conns[r->fd] = r;
+	return 0;
+}
+
+static void
+conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct graced_request *r = arg;
+	struct worker *w = r->w;
+
+	assert(r->evcon == evcon);
+	(void)evcon;
+	evbuffer_remove_cb_entry(bufferevent_get_input(r->bev), r->input_cb);
+	if (r->req != NULL) {
+		/* The handler never finished: evhttp frees req next. */
+		w->in_flight--;
+		metrics_count(&w->metrics, r->route, 0);
+		r->req = NULL;
+		if (r->abort_fn != NULL)
+			r->abort_fn(r, r->abort_arg);
+	}
+	w->conns[r->fd] = NULL;
+	w->nconns--;
+	free(r);
+	if (w->srv->state == GRACED_STOPPING)
+		drain_check(w->srv);
+}
+
+static void
+conn_adopt(struct worker *w, struct graced_request *r)
+{
+	void *cbarg = NULL;
+
+	bufferevent_getcb(r->bev, NULL, NULL, NULL, &cbarg);
+	r->fd = bufferevent_getfd(r->bev);
+	if (cbarg == NULL || r->fd < 0 || registry_put(w, r) < 0) {
+		/* evhttp already dropped it (or we cannot track it). */
+		if (cbarg != NULL)
+			evhttp_connection_free(cbarg);
+		bufferevent_decref(r->bev);
+		free(r);
+		return;
+	}
+	bufferevent_decref(r->bev);
+	r->evcon = cbarg;
+	r->input_cb = evbuffer_add_cb(bufferevent_get_input(r->bev),
+	    conn_input_cb, r);
+	evhttp_connection_set_closecb(r->evcon, conn_closed, r);
+	w->nconns++;
+	w->metrics.accepted++;
+	if (w->nconns > w->srv->cfg.max_connections)
+		r->overloaded = 1;
+}
+
+void
+conn_adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	while (w->new_head != NULL) {
+		struct graced_request *r = w->new_head;
+		w->new_head = r->next_new;
+		r->next_new = NULL;
+		conn_adopt(w, r);
+	}
+}
+
+struct graced_request *
+conn_find(struct worker *w, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev;
+	evutil_socket_t fd;
+
+	if (evcon == NULL)
+		return NULL;
+	bev = evhttp_connection_get_bufferevent(evcon);
+	fd = bufferevent_getfd(bev);
+	if (fd < 0 || (size_t)fd >= w->conns_cap || w->conns[fd] == NULL ||
+	    w->conns[fd]->evcon != evcon)
+		return NULL;
+	return w->conns[fd];
+}
+
+static void
+access_log(struct graced_request *r, struct evhttp_request *req, int status)
+{
+	const char *uri = evhttp_request_get_uri(req);
+	char path[256];
+	size_t i;
+
+	for (i = 0; uri != NULL && uri[i] != '\0' && i < sizeof(path) - 1; i++)
+		path[i] = (uri[i] < 0x20 || (unsigned char)uri[i] >= 0x7f) ?
+		    '?' : uri[i];
+	path[i] = '\0';
+	log_event("request", json_pack("{s:s,s:s,s:i,s:f}", "method",
+	    request_method_name(evhttp_request_get_command(req)), "path", path,
+	    "status", status, "ms",
+	    (double)(now_us() - r->started_us) / 1000.0));
+}
+
+static void
+conn_request_done(struct evhttp_request *req, void *arg)
+{
+	struct graced_request *r = arg;
+	struct worker *w = r->w;
+	int status = evhttp_request_get_response_code(req);
+
+	if (r->req != req)
+		return;
+	metrics_count(&w->metrics, r->route, status);
+	if (w->srv->cfg.access_log)
+		access_log(r, req, status);
+	w->in_flight--;
+	r->req = NULL;
+	r->replied = 0;
+	r->abort_fn = NULL;
+	r->abort_arg = NULL;
+}
+
+void
+conn_request_begin(struct graced_request *r, struct evhttp_request *req)
+{
+	struct evbuffer *input = bufferevent_get_input(r->bev);
+
+	r->req = req;
+	r->requests++;
+	r->started_us = now_us();
+	r->rx_pending = evbuffer_get_length(input) > 0;
+	if (r->rx_pending)
+		r->rx_since_ms = now_ms();
+	r->w->in_flight++;
+	evhttp_request_set_on_complete_cb(req, conn_request_done, r);
+}
+
+int
+conn_is_idle(const struct graced_request *r)
+{
+	return r->req == NULL && !r->rx_pending && r->requests > 0;
+}
+
+int
+conn_is_fresh(const struct graced_request *r)
+{
+	return r->req == NULL && !r->rx_pending && r->requests == 0;
+}

@@ -1,0 +1,119 @@
+/* Counters are plain per-worker arrays, written only by their worker's loop
+ * and summed when /metrics is read. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "graced.h"
+#include "metrics.h"
+#include "router.h"
+#include "server.h"
+#include "util.h"
+#include "worker.h"
+
+static const int codes[METRICS_OTHER] = {
+	200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413,
+	429, 500, 502, 503,
+};
+
+int
+metrics_init(struct metrics *m, size_t nroutes)
+{
+	m->requests = calloc(nroutes, sizeof(*m->requests));
+	m->nroutes = nroutes;
+	return m->requests == NULL ? -ENOMEM : 0;
+}
+
+void
+metrics_free(struct metrics *m)
+{
+	free(m->requests);
+	m->requests = NULL;
+}
+
+void
+metrics_count(struct metrics *m, size_t route, int status)
+{
+	size_t i = METRICS_OTHER;
+
+	if (route >= m->nroutes)
+		return;
+	if (status == 0)
+		i = METRICS_ABORTED;
+	for (size_t k = 0; k < METRICS_OTHER && status != 0; k++)
+		if (codes[k] == status) {
+			i = k;
+			break;
+		}
+	m->requests[route][i]++;
+}
+
+static void
+render_requests(struct graced_server *srv, struct evbuffer *out)
+{
+	const struct metrics *m = &srv->worker->metrics;
+
+	evbuffer_add_printf(out,
+	    "# HELP graced_requests_total Requests answered, by route and "
+	    "status (code=\"aborted\": ended without a reply).\n"
+	    "# TYPE graced_requests_total counter\n");
+	for (size_t r = 0; r < m->nroutes; r++) {
+		const struct graced_route *rt = router_route(&srv->router, r);
+		for (size_t i = 0; i < METRICS_NCODES; i++) {
+			char code[16];
+			if (m->requests[r][i] == 0)
+				continue;
+			if (i == METRICS_ABORTED)
+				snprintf(code, sizeof(code), "aborted");
+			else if (i == METRICS_OTHER)
+				snprintf(code, sizeof(code), "other");
+			else
+				snprintf(code, sizeof(code), "%d", codes[i]);
+			evbuffer_add_printf(out, "graced_requests_total{method="
+			    "\"%s\",path=\"%s\",code=\"%s\"} %llu\n",
+			    rt ? rt->method : "", rt ? rt->path : "unmatched",
+			    code, (unsigned long long)m->requests[r][i]);
+		}
+	}
+}
+
+void
+metrics_render(struct graced_server *srv, struct evbuffer *out)
+{
+	const struct worker *w = srv->worker;
+	uint64_t now = now_ms();
+
+	render_requests(srv, out);
+	evbuffer_add_printf(out,
+	    "# HELP graced_in_flight_requests Requests held by handlers.\n"
+	    "# TYPE graced_in_flight_requests gauge\n"
+	    "graced_in_flight_requests %u\n"
+	    "# HELP graced_connections Open client connections.\n"
+	    "# TYPE graced_connections gauge\n"
+	    "graced_connections %u\n"
+	    "# HELP graced_connections_accepted_total Connections accepted.\n"
+	    "# TYPE graced_connections_accepted_total counter\n"
+	    "graced_connections_accepted_total %llu\n"
+	    "# HELP graced_requests_cut_off_total Requests cut off at stop.\n"
+	    "# TYPE graced_requests_cut_off_total counter\n"
+	    "graced_requests_cut_off_total %llu\n"
+	    "# HELP graced_state 1 for the state the server is in.\n"
+	    "# TYPE graced_state gauge\n",
+	    w->in_flight, w->nconns, (unsigned long long)w->metrics.accepted,
+	    (unsigned long long)w->metrics.cut_off);
+	for (int s = GRACED_STARTING; s <= GRACED_STOPPED; s++)
+		evbuffer_add_printf(out, "graced_state{state=\"%s\"} %d\n",
+		    graced_state_name((enum graced_state)s), (int)srv->state == s);
+	evbuffer_add_printf(out,
+	    "# HELP graced_drain_seconds Time spent in each drain phase so "
+	    "far.\n# TYPE graced_drain_seconds gauge\n"
+	    "graced_drain_seconds{phase=\"draining\"} %.3f\n"
+	    "graced_drain_seconds{phase=\"stopping\"} %.3f\n"
+	    "# HELP graced_uptime_seconds Seconds since serving began.\n"
+	    "# TYPE graced_uptime_seconds gauge\n"
+	    "graced_uptime_seconds %.3f\n",
+	    srv->drain_ms == 0 ? 0.0 : (double)((srv->stopping_ms ?
+	    srv->stopping_ms : now) - srv->drain_ms) / 1000.0,
+	    srv->stopping_ms == 0 ? 0.0 : (double)(now - srv->stopping_ms) /
+	    1000.0, srv->started_ms ? (double)(now - srv->started_ms) / 1000.0 :
+	    0.0);
+}

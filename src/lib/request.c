@@ -1,0 +1,125 @@
+/* Requests as the public API sees them, and every way to reply to one. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "graced.h"
+#include "request.h"
+#include "server.h"
+#include "worker.h"
+
+const char *
+request_method_name(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_POST: return "POST";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	case EVHTTP_REQ_PUT: return "PUT";
+	case EVHTTP_REQ_DELETE: return "DELETE";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	case EVHTTP_REQ_TRACE: return "TRACE";
+	case EVHTTP_REQ_CONNECT: return "CONNECT";
+	case EVHTTP_REQ_PATCH: return "PATCH";
+	}
+	return "OTHER";
+}
+
+void
+request_set_close(struct evhttp_request *req)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+	/* An HTTP/1.0 keep-alive request would otherwise get both
+	 * "keep-alive" and "close". */
+	evhttp_remove_header(evhttp_request_get_input_headers(req),
+	    "Connection");
+	if (evhttp_find_header(out, "Connection") == NULL)
+		evhttp_add_header(out, "Connection", "close");
+}
+
+struct evhttp_request *
+graced_request_evhttp(struct graced_request *r)
+{
+	return r->req;
+}
+
+struct graced_server *
+graced_request_server(struct graced_request *r)
+{
+	return r->w->srv;
+}
+
+struct event_base *
+graced_request_base(struct graced_request *r)
+{
+	return r->w->base;
+}
+
+const char *
+graced_request_body(struct graced_request *r, size_t *len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+	unsigned char *p;
+
+	*len = evbuffer_get_length(in);
+	p = *len > 0 ? evbuffer_pullup(in, -1) : NULL;
+	return p != NULL ? (const char *)p : "";
+}
+
+void
+graced_request_on_abort(struct graced_request *r,
+    void (*fn)(struct graced_request *, void *), void *arg)
+{
+	r->abort_fn = fn;
+	r->abort_arg = arg;
+}
+
+int
+graced_reply(struct graced_request *r, int status, const char *content_type,
+    const void *body, size_t len)
+{
+	struct evhttp_request *req = r->req;
+	struct evbuffer *out;
+
+	if (req == NULL || r->replied)
+		return -EALREADY;
+	r->replied = 1;
+	out = evhttp_request_get_output_buffer(req);
+	if (content_type != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", content_type);
+	if (len > 0 && evbuffer_add(out, body, len) < 0)
+		status = 500;
+	evhttp_send_reply(req, status, NULL, NULL);
+	return 0;
+}
+
+int
+graced_reply_json(struct graced_request *r, int status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) :
+	    NULL;
+	int rc;
+
+	json_decref(body);
+	if (text == NULL) {
+		static const char oom[] =
+		    "{\"error\":\"out of memory\",\"status\":500}";
+		return graced_reply(r, 500, "application/json", oom,
+		    sizeof(oom) - 1);
+	}
+	rc = graced_reply(r, status, "application/json", text, strlen(text));
+	free(text);
+	return rc;
+}
+
+int
+graced_reply_error(struct graced_request *r, int status, const char *message)
+{
+	return graced_reply_json(r, status, json_pack("{s:s,s:i}", "error",
+	    message, "status", status));
+}

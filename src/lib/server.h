@@ -1,0 +1,57 @@
+/* struct graced_server: everything the main loop owns. */
+#ifndef GRACED_SERVER_H
+#define GRACED_SERVER_H
+
+#include <stdint.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "graced.h"
+#include "config.h"
+#include "router.h"
+
+#define SERVER_MAX_HOOKS 8
+
+struct worker;
+struct admin;
+
+struct server_hook {
+	void *fn;  /* graced_drain_fn or graced_stop_fn */
+	void *arg;
+};
+
+struct graced_server {
+	struct graced_config cfg;
+	struct event_base *base;       /* main loop: signals, timers, admin */
+	struct worker *worker;         /* the event loop that serves requests */
+	struct admin *admin;
+	struct router router;
+	enum graced_state state;
+	struct server_hook on_drain[SERVER_MAX_HOOKS];
+	struct server_hook on_stop[SERVER_MAX_HOOKS];
+	unsigned ndrain_hooks, nstop_hooks;
+	struct event *delay_ev;        /* drain delay over: DRAINING->STOPPING */
+	struct event *timeout_ev;      /* shutdown timeout: cut off */
+	struct event *grace_ev;        /* first-byte grace over */
+	unsigned drain_requests;       /* drain signals received */
+	uint64_t started_ms;           /* SERVING since */
+	uint64_t drain_ms;             /* DRAINING since */
+	uint64_t stopping_ms;          /* STOPPING since */
+	uint64_t stopped_ms;           /* STOPPED since */
+	uint64_t cut_off;              /* requests cut off at stop */
+	int cutting;                   /* inside drain_cut_off */
+	int exit_status;
+	char address[2][300];          /* bound public and admin addresses */
+};
+
+/* Called by workers and the admin listener as their part of the drain
+ * progresses; see drain.c. */
+void drain_serving(struct graced_server *srv);
+void drain_begin(struct graced_server *srv, const char *cause);
+void drain_stop(struct graced_server *srv, const char *why);
+void drain_check(struct graced_server *srv);
+void drain_cut_off(struct graced_server *srv, const char *why);
+/* Milliseconds left before the listeners close (0 outside DRAINING). */
+uint64_t drain_ms_left(const struct graced_server *srv);
+
+#endif

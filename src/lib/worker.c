@@ -1,0 +1,290 @@
+/* A worker: one event loop's evhttp, its listener and its share of the drain.
+ * All calls on a worker's connections are made from its own loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "listener.h"
+#include "log.h"
+#include "request.h"
+#include "server.h"
+#include "util.h"
+#include "worker.h"
+
+/* Content-Length twice, or beside Transfer-Encoding, is how requests are
+ * smuggled past a proxy: evhttp would read the rest as a new request. */
+static int
+framing_is_ambiguous(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	int lengths = 0, encodings = 0;
+
+	for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, "Content-Length") == 0)
+			lengths++;
+		else if (strcasecmp(kv->key, "Transfer-Encoding") == 0)
+			encodings++;
+	}
+	return lengths > 1 || encodings > 1 || (lengths && encodings);
+}
+
+static void
+worker_dispatch(struct evhttp_request *req, void *arg)
+{
+	struct worker *w = arg;
+	struct graced_request *r = conn_find(w, req);
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	struct router_match m;
+
+	if (r == NULL) {
+		/* Every connection is adopted before its first read. */
+		log_event("untracked_request", NULL);
+		evhttp_send_reply(req, 500, NULL, NULL);
+		return;
+	}
+	conn_request_begin(r, req);
+	r->route = w->srv->router.nroutes;
+	if (w->srv->state >= GRACED_DRAINING)
+		request_set_close(req);
+	if (r->overloaded) {
+		request_set_close(req);
+		graced_reply_error(r, 503, "too many connections");
+		return;
+	}
+	if (framing_is_ambiguous(req)) {
+		request_set_close(req);
+		graced_reply_error(r, 400, "ambiguous message length");
+		return;
+	}
+	if (path == NULL || path[0] == '\0')
+		path = "/";
+	router_find(&w->srv->router, request_method_name(evhttp_request_get_command(req)),
+	    path, strlen(path), &m);
+	r->route = m.id;
+	if (m.route == NULL) {
+		if (m.status == 405)
+			evhttp_add_header(evhttp_request_get_output_headers(req),
+			    "Allow", m.allow);
+		graced_reply_error(r, m.status, m.status == 405 ?
+		    "method not allowed" : "not found");
+		return;
+	}
+	m.route->fn(r, m.arg);
+}
+
+static void
+close_listener(struct worker *w)
+{
+	if (w->bound != NULL)
+		evhttp_del_accept_socket(w->http, w->bound);
+	w->bound = NULL;
+	w->listener = NULL;
+	w->lfd = -1;
+	w->closing = 0;
+	if (w->backoff_ev != NULL)
+		event_del(w->backoff_ev);
+}
+
+static void
+close_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	int queued;
+
+	(void)fd;
+	(void)what;
+	if (w->lfd < 0)
+		return;
+	queued = listener_queue_len(w->lfd);
+	/* While connections wait, the listener's accept callback runs and
+	 * (through conn_bevcb) brings us back here. */
+	if (queued > 0)
+		return;
+	close_listener(w);
+	log_event("listener_closed", json_pack("{s:I,s:I}", "connections",
+	    (json_int_t)w->nconns, "in_flight", (json_int_t)w->in_flight));
+	drain_check(w->srv);
+}
+
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t limit = (uint64_t)(w->srv->cfg.request_timeout * 1000);
+	uint64_t now = now_ms();
+
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i < w->conns_cap; i++) {
+		struct graced_request *r = w->conns[i];
+		if (r == NULL || r->req != NULL || !r->rx_pending ||
+		    now - r->rx_since_ms < limit)
+			continue;
+		log_event("request_timeout", json_pack("{s:I}", "ms",
+		    (json_int_t)(now - r->rx_since_ms)));
+		evhttp_connection_free(r->evcon);
+	}
+}
+
+static void
+backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (w->listener != NULL)
+		evconnlistener_enable(w->listener);
+}
+
+static void
+accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval tv = { 0, 100000 };
+	int err = EVUTIL_SOCKET_ERROR();
+
+	/* Out of descriptors or memory: pause accepting instead of spinning
+	 * on a queue we cannot take from (libevent #71). */
+	log_event("accept_failed", json_pack("{s:s}", "error", strerror(err)));
+	evconnlistener_disable(lev);
+	event_add(w->backoff_ev, &tv);
+}
+
+struct worker *
+worker_new(struct graced_server *srv, struct event_base *base)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	struct timeval idle = seconds_tv(srv->cfg.idle_timeout);
+	double sweep = srv->cfg.request_timeout / 2;
+	struct timeval every = seconds_tv(sweep < 1 ? sweep : 1);
+
+	if (w == NULL)
+		return NULL;
+	w->srv = srv;
+	w->base = base;
+	w->lfd = -1;
+	w->http = evhttp_new(base);
+	w->adopt_ev = event_new(base, -1, 0, conn_adopt_cb, w);
+	w->close_check_ev = event_new(base, -1, 0, close_check_cb, w);
+	w->sweep_ev = event_new(base, -1, EV_PERSIST, sweep_cb, w);
+	w->backoff_ev = event_new(base, -1, 0, backoff_cb, w);
+	if (w->http == NULL || w->adopt_ev == NULL || w->close_check_ev == NULL ||
+	    w->sweep_ev == NULL || w->backoff_ev == NULL ||
+	    metrics_init(&w->metrics, srv->router.nroutes + 1) < 0) {
+		worker_free(w);
+		return NULL;
+	}
+	event_priority_set(w->adopt_ev, 0);
+	evhttp_set_bevcb(w->http, conn_bevcb, w);
+	evhttp_set_gencb(w->http, worker_dispatch, w);
+	evhttp_set_timeout_tv(w->http, &idle);
+	evhttp_set_max_body_size(w->http, (ev_ssize_t)srv->cfg.max_body);
+	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+	    EVHTTP_REQ_PATCH);
+	evhttp_set_default_content_type(w->http, "application/json");
+	event_add(w->sweep_ev, &every);
+	return w;
+}
+
+int
+worker_listen(struct worker *w, evutil_socket_t fd)
+{
+	w->listener = evconnlistener_new(w->base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (w->listener == NULL)
+		return -ENOMEM;
+	w->bound = evhttp_bind_listener(w->http, w->listener);
+	if (w->bound == NULL) {
+		evconnlistener_free(w->listener);
+		w->listener = NULL;
+		return -ENOMEM;
+	}
+	evconnlistener_set_error_cb(w->listener, accept_error_cb);
+	w->lfd = fd;
+	return 0;
+}
+
+void
+worker_drain_begin(struct worker *w)
+{
+	for (size_t i = 0; i < w->conns_cap; i++)
+		if (w->conns[i] != NULL && w->conns[i]->req != NULL)
+			request_set_close(w->conns[i]->req);
+}
+
+void
+worker_stop_listening(struct worker *w)
+{
+	int rc;
+
+	if (w->lfd < 0)
+		return;
+	rc = listener_block_syns(w->lfd);
+	if (rc < 0) {
+		log_event("syn_filter_failed", json_pack("{s:s}", "error",
+		    strerror(-rc)));
+		close_listener(w);
+		return;
+	}
+	w->closing = 1;
+	event_active(w->close_check_ev, EV_TIMEOUT, 0);
+}
+
+void
+worker_close_idle(struct worker *w, int fresh)
+{
+	for (size_t i = 0; i < w->conns_cap; i++) {
+		struct graced_request *r = w->conns[i];
+		if (r != NULL && (conn_is_idle(r) || (fresh && conn_is_fresh(r))))
+			evhttp_connection_free(r->evcon);
+	}
+}
+
+unsigned
+worker_cut_off(struct worker *w)
+{
+	unsigned cut = 0;
+
+	close_listener(w);
+	for (size_t i = 0; i < w->conns_cap; i++) {
+		struct graced_request *r = w->conns[i];
+		if (r == NULL)
+			continue;
+		if (r->req != NULL || r->rx_pending)
+			cut++;
+		evhttp_connection_free(r->evcon);
+	}
+	w->metrics.cut_off += cut;
+	return cut;
+}
+
+void
+worker_free(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	/* evhttp_free runs every close callback, which empties conns. */
+	if (w->http != NULL)
+		evhttp_free(w->http);
+	conn_adopt_cb(-1, 0, w);
+	if (w->adopt_ev)
+		event_free(w->adopt_ev);
+	if (w->close_check_ev)
+		event_free(w->close_check_ev);
+	if (w->sweep_ev)
+		event_free(w->sweep_ev);
+	if (w->backoff_ev)
+		event_free(w->backoff_ev);
+	metrics_free(&w->metrics);
+	free(w->conns);
+	free(w);
+}

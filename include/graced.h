@@ -45,15 +45,16 @@ int graced_config_set(struct graced_config *cfg, const char *name,
     const char *value, char *err, size_t errlen);
 /* Checks the options against each other (e.g. the timeout covers the
  * delay). Returns 0 or -EINVAL with the reason in err. */
-int graced_config_check(const struct graced_config *cfg, char *err,
-    size_t errlen);
+int graced_config_check(
+    const struct graced_config *cfg, char *err, size_t errlen);
 /* Returns the option's current value as text, or NULL if unknown. The
  * string lives until the next call. */
-const char *graced_config_get(const struct graced_config *cfg,
-    const char *name);
+const char *graced_config_get(
+    const struct graced_config *cfg, const char *name);
 /* Calls fn for every option: its name, default and a one-line help. */
-void graced_config_each(void (*fn)(const char *name, const char *def,
-    const char *help, void *arg), void *arg);
+void graced_config_each(
+    void (*fn)(const char *name, const char *def, const char *help, void *arg),
+    void *arg);
 void graced_config_free(struct graced_config *cfg);
 
 /*
@@ -65,8 +66,8 @@ void graced_config_free(struct graced_config *cfg);
 typedef void graced_handler_fn(struct graced_request *req, void *arg);
 
 struct graced_route {
-	const char *method;     /* "GET", "POST", ... */
-	const char *path;       /* exact path, query string excluded */
+	const char *method; /* "GET", "POST", ... */
+	const char *path;   /* exact path, query string excluded */
 	graced_handler_fn *fn;
 };
 
@@ -74,18 +75,18 @@ struct graced_route {
  * themselves; on_stop runs after the last request, before the loop exits,
  * with the seconds left before the shutdown timeout. */
 typedef void graced_drain_fn(struct graced_server *srv, void *arg);
-typedef void graced_stop_fn(struct graced_server *srv, double seconds_left,
-    void *arg);
+typedef void graced_stop_fn(
+    struct graced_server *srv, double seconds_left, void *arg);
 
 /* Makes a server from a copy of cfg. Returns NULL with the reason logged. */
 struct graced_server *graced_server_new(const struct graced_config *cfg);
 /* Adds n routes whose handlers get arg. Up to 8 tables. 0 or -ENOSPC. */
 int graced_server_add_routes(struct graced_server *srv,
     const struct graced_route *routes, size_t n, void *arg);
-int graced_server_on_drain(struct graced_server *srv, graced_drain_fn *fn,
-    void *arg);
-int graced_server_on_stop(struct graced_server *srv, graced_stop_fn *fn,
-    void *arg);
+int graced_server_on_drain(
+    struct graced_server *srv, graced_drain_fn *fn, void *arg);
+int graced_server_on_stop(
+    struct graced_server *srv, graced_stop_fn *fn, void *arg);
 /* Binds the public and admin listeners: STARTING -> SERVING. Returns 0, or a
  * negative errno with one line naming the cause logged; nothing stays
  * bound on failure. */
@@ -129,8 +130,8 @@ int graced_reply(struct graced_request *req, int status,
 /* Sends body as compact JSON and drops the caller's reference to it. */
 int graced_reply_json(struct graced_request *req, int status, json_t *body);
 /* Sends {"error":message,"status":status}. */
-int graced_reply_error(struct graced_request *req, int status,
-    const char *message);
+int graced_reply_error(
+    struct graced_request *req, int status, const char *message);
 
 /* Writes one log line: {"ts":...,"event":event, ...fields}. Takes the
  * reference to fields (an object, or NULL). */

@@ -31,8 +31,8 @@ client_parse_url(const char *url, struct client_url *out)
 		return -EINVAL;
 	memcpy(buf, hostport, len);
 	buf[len] = '\0';
-	if (strchr(buf, ':') == NULL || (buf[0] == '[' &&
-	    strstr(buf, "]:") == NULL))
+	if (strchr(buf, ':') == NULL ||
+	    (buf[0] == '[' && strstr(buf, "]:") == NULL))
 		strcat(buf, ":80");
 	if (config_parse_addr(buf, &addr) < 0)
 		return -EINVAL;
@@ -72,8 +72,8 @@ wait_fd(int fd, short events, double deadline)
 }
 
 int
-client_request(const struct client_url *u, const char *method,
-    double timeout, int *status)
+client_request(
+    const struct client_url *u, const char *method, double timeout, int *status)
 {
 	struct addrinfo hints, *res = NULL;
 	double deadline = now_s() + timeout;
@@ -87,8 +87,8 @@ client_request(const struct client_url *u, const char *method,
 	hints.ai_flags = AI_NUMERICSERV;
 	if (getaddrinfo(u->host, u->port, &hints, &res) != 0)
 		return -EHOSTUNREACH;
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(
+	    res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		rc = -errno;
 		goto out;
@@ -106,9 +106,11 @@ client_request(const struct client_url *u, const char *method,
 		rc = -soerr;
 		goto out;
 	}
-	snprintf(buf, sizeof(buf), "%s %s HTTP/1.1\r\nHost: %s:%s\r\n"
+	snprintf(buf, sizeof(buf),
+	    "%s %s HTTP/1.1\r\nHost: %s:%s\r\n"
 	    "User-Agent: graced\r\nContent-Length: 0\r\nConnection: close\r\n"
-	    "\r\n", method, u->path, u->host, u->port);
+	    "\r\n",
+	    method, u->path, u->host, u->port);
 	if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) < 0) {
 		rc = -errno;
 		goto out;
@@ -149,8 +151,10 @@ static int
 parse_timeout(const char *s, double *out)
 {
 	if (config_parse_seconds(s, out) < 0 || *out <= 0 || *out > 86400) {
-		fprintf(stderr, "graced: --timeout: '%s' is not a number of "
-		    "seconds\n", s);
+		fprintf(stderr,
+		    "graced: --timeout: '%s' is not a number of "
+		    "seconds\n",
+		    s);
 		return -EINVAL;
 	}
 	return 0;
@@ -174,15 +178,19 @@ client_drain(int argc, char **argv)
 			if (parse_timeout(argv[++i], &timeout) < 0)
 				return 2;
 		} else {
-			fprintf(stderr, "graced drain: unexpected argument "
+			fprintf(stderr,
+			    "graced drain: unexpected argument "
 			    "'%s'\nusage: graced drain [--admin HOST:PORT] "
-			    "[--wait] [--timeout S]\n", argv[i]);
+			    "[--wait] [--timeout S]\n",
+			    argv[i]);
 			return 2;
 		}
 	}
 	if (config_parse_addr(admin ? admin : "127.0.0.1:8081", &addr) < 0) {
-		fprintf(stderr, "graced drain: --admin: '%s' is not "
-		    "HOST:PORT\n", admin);
+		fprintf(stderr,
+		    "graced drain: --admin: '%s' is not "
+		    "HOST:PORT\n",
+		    admin);
 		return 2;
 	}
 	/* An admin listener on the wildcard address is reached on loopback. */
@@ -229,15 +237,17 @@ client_probe(int argc, char **argv)
 		} else if (strncmp(argv[i], "http://", 7) == 0) {
 			url = argv[i];
 		} else {
-			fprintf(stderr, "graced probe: unexpected argument "
+			fprintf(stderr,
+			    "graced probe: unexpected argument "
 			    "'%s'\nusage: graced probe [http://HOST:PORT/PATH] "
-			    "[--timeout S]\n", argv[i]);
+			    "[--timeout S]\n",
+			    argv[i]);
 			return 2;
 		}
 	}
 	if (client_parse_url(url, &u) < 0) {
-		fprintf(stderr, "graced probe: '%s' is not an http:// URL\n",
-		    url);
+		fprintf(
+		    stderr, "graced probe: '%s' is not an http:// URL\n", url);
 		return 2;
 	}
 	rc = client_request(&u, "GET", timeout, &status);

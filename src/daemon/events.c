@@ -27,7 +27,7 @@ struct events {
 	struct evbuffer *batch;  /* lines not written yet */
 	struct waiting *waiting; /* requests whose lines are in batch */
 	size_t nwaiting, cap;
-	struct event *flush_ev;  /* end of this loop iteration: write */
+	struct event *flush_ev; /* end of this loop iteration: write */
 	unsigned long long written;
 };
 
@@ -35,7 +35,8 @@ json_t *
 events_parse(const char *body, size_t len, char *err, size_t errlen)
 {
 	json_error_t jerr;
-	json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *doc = json_loadb(
+	    body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	json_t *list, *item;
 	size_t i;
 
@@ -49,7 +50,8 @@ events_parse(const char *body, size_t len, char *err, size_t errlen)
 		return list;
 	}
 	if (!json_is_array(doc)) {
-		snprintf(err, errlen, "expected an object or an array of "
+		snprintf(err, errlen,
+		    "expected an object or an array of "
 		    "objects");
 		json_decref(doc);
 		return NULL;
@@ -59,7 +61,8 @@ events_parse(const char *body, size_t len, char *err, size_t errlen)
 		json_decref(doc);
 		return NULL;
 	}
-	json_array_foreach(doc, i, item) {
+	json_array_foreach(doc, i, item)
+	{
 		if (!json_is_object(item)) {
 			snprintf(err, errlen, "event %zu is not an object", i);
 			json_decref(doc);
@@ -84,7 +87,8 @@ spool_write(struct events *ev)
 			 * and are not in the file at all. */
 			if (start >= 0 && ftruncate(ev->fd, start) < 0)
 				rc = -errno;
-			evbuffer_drain(ev->batch, evbuffer_get_length(ev->batch));
+			evbuffer_drain(
+			    ev->batch, evbuffer_get_length(ev->batch));
 			return rc;
 		}
 	}
@@ -100,8 +104,9 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (rc < 0)
-		graced_log("spool_write_failed", json_pack("{s:s,s:s}", "path",
-		    ev->path, "error", strerror(-rc)));
+		graced_log("spool_write_failed",
+		    json_pack(
+		        "{s:s,s:s}", "path", ev->path, "error", strerror(-rc)));
 	for (size_t i = 0; i < ev->nwaiting; i++) {
 		struct waiting *wt = &ev->waiting[i];
 		if (wt->r == NULL)
@@ -112,8 +117,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		ev->written += wt->accepted;
-		graced_reply_json(wt->r, 202, json_pack("{s:I}", "accepted",
-		    (json_int_t)wt->accepted));
+		graced_reply_json(wt->r, 202,
+		    json_pack("{s:I}", "accepted", (json_int_t)wt->accepted));
 	}
 	ev->nwaiting = 0;
 }
@@ -143,8 +148,8 @@ events_post(struct graced_request *r, void *arg)
 	}
 	if (ev->nwaiting == ev->cap) {
 		size_t cap = ev->cap ? ev->cap * 2 : 64;
-		struct waiting *bigger = realloc(ev->waiting,
-		    cap * sizeof(*bigger));
+		struct waiting *bigger =
+		    realloc(ev->waiting, cap * sizeof(*bigger));
 		if (bigger == NULL) {
 			json_decref(list);
 			graced_reply_error(r, 503, "out of memory");
@@ -153,8 +158,10 @@ events_post(struct graced_request *r, void *arg)
 		ev->waiting = bigger;
 		ev->cap = cap;
 	}
-	json_array_foreach(list, i, item) {
-		char *line = json_dumps(item, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_array_foreach(list, i, item)
+	{
+		char *line =
+		    json_dumps(item, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		if (line != NULL) {
 			evbuffer_add(ev->batch, line, strlen(line));
 			evbuffer_add(ev->batch, "\n", 1);
@@ -167,8 +174,8 @@ events_post(struct graced_request *r, void *arg)
 	json_decref(list);
 	graced_request_on_abort(r, waiting_aborted, ev);
 	if (ev->flush_ev == NULL)
-		ev->flush_ev = event_new(graced_request_base(r), -1, 0, flush_cb,
-		    ev);
+		ev->flush_ev =
+		    event_new(graced_request_base(r), -1, 0, flush_cb, ev);
 	if (ev->flush_ev == NULL)
 		flush_cb(-1, 0, ev);
 	else
@@ -182,12 +189,13 @@ static const struct graced_route events_routes[] = {
 static int
 spool_open(struct events *ev, char *err, size_t errlen)
 {
-	int fd = open(ev->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    0640);
+	int fd =
+	    open(ev->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 
 	if (fd < 0) {
 		int rc = -errno;
-		snprintf(err, errlen, "spool %s: %s", ev->path, strerror(errno));
+		snprintf(
+		    err, errlen, "spool %s: %s", ev->path, strerror(errno));
 		return rc;
 	}
 	ev->fd = fd;
@@ -202,8 +210,9 @@ spool_close(struct events *ev)
 	if (evbuffer_get_length(ev->batch) > 0)
 		flush_cb(-1, 0, ev);
 	if (fsync(ev->fd) < 0)
-		graced_log("spool_fsync_failed", json_pack("{s:s,s:s}", "path",
-		    ev->path, "error", strerror(errno)));
+		graced_log("spool_fsync_failed",
+		    json_pack("{s:s,s:s}", "path", ev->path, "error",
+		        strerror(errno)));
 	close(ev->fd);
 	ev->fd = -1;
 }
@@ -216,8 +225,9 @@ events_stop(struct graced_server *srv, double seconds_left, void *arg)
 	(void)srv;
 	(void)seconds_left;
 	spool_close(ev);
-	graced_log("spool_closed", json_pack("{s:s,s:I}", "path", ev->path,
-	    "events", (json_int_t)ev->written));
+	graced_log("spool_closed",
+	    json_pack("{s:s,s:I}", "path", ev->path, "events",
+	        (json_int_t)ev->written));
 }
 
 struct events *
@@ -257,8 +267,9 @@ events_reopen(struct events *ev)
 
 	spool_close(ev);
 	rc = spool_open(ev, err, sizeof(err));
-	graced_log("spool_reopened", rc < 0 ? json_pack("{s:s}", "error", err) :
-	    json_pack("{s:s}", "path", ev->path));
+	graced_log("spool_reopened",
+	    rc < 0 ? json_pack("{s:s}", "error", err) :
+	             json_pack("{s:s}", "path", ev->path));
 	return rc;
 }
 

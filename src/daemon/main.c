@@ -24,15 +24,9 @@ on_signal(evutil_socket_t signo, short what, void *arg)
 
 	(void)what;
 	switch (signo) {
-	case SIGTERM:
-		graced_server_drain(d->srv, "SIGTERM");
-		break;
-	case SIGINT:
-		graced_server_drain(d->srv, "SIGINT");
-		break;
-	case SIGQUIT:
-		graced_server_stop_now(d->srv, "SIGQUIT");
-		break;
+	case SIGTERM: graced_server_drain(d->srv, "SIGTERM"); break;
+	case SIGINT: graced_server_drain(d->srv, "SIGINT"); break;
+	case SIGQUIT: graced_server_stop_now(d->srv, "SIGQUIT"); break;
 	case SIGHUP:
 		graced_server_reopen_log(d->srv);
 		events_reopen(d->events);
@@ -72,8 +66,8 @@ serve(int argc, char **argv)
 	    graced_server_start(d.srv) < 0)
 		goto out;
 	for (size_t i = 0; i < 4; i++) {
-		sigev[i] = evsignal_new(graced_server_base(d.srv), signals[i],
-		    on_signal, &d);
+		sigev[i] = evsignal_new(
+		    graced_server_base(d.srv), signals[i], on_signal, &d);
 		/* Before any I/O of the same loop iteration: the readiness
 		 * flip is not delayed by a busy loop. */
 		event_priority_set(sigev[i], 0);

@@ -18,7 +18,8 @@ options_env_name(const char *name, char *buf, size_t len)
 
 	snprintf(buf, len, "GRACED_");
 	for (i = 7; *name != '\0' && i + 1 < len; name++, i++)
-		buf[i] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
+		buf[i] = *name == '-' ? '_' :
+		                        (char)toupper((unsigned char)*name);
 	buf[i] = '\0';
 }
 
@@ -37,8 +38,8 @@ set(struct options *o, const char *name, const char *value, char *err,
 	int rc = graced_config_set(o->cfg, name, value, err, errlen);
 
 	if (rc == -ENOENT) {
-		snprintf(err, errlen, "unknown flag --%s (see graced --help)",
-		    name);
+		snprintf(
+		    err, errlen, "unknown flag --%s (see graced --help)", name);
 		return -EINVAL;
 	}
 	return rc;
@@ -74,8 +75,8 @@ env_one(const char *name, const char *def, const char *help, void *arg)
 }
 
 int
-options_parse(struct options *o, int argc, char **argv, char *err,
-    size_t errlen)
+options_parse(
+    struct options *o, int argc, char **argv, char *err, size_t errlen)
 {
 	struct env_walk ew = { o, err, errlen, 0 };
 	const char *spool = getenv("GRACED_SPOOL");
@@ -103,8 +104,10 @@ options_parse(struct options *o, int argc, char **argv, char *err,
 			return 0;
 		}
 		if (strncmp(arg, "--", 2) != 0) {
-			snprintf(err, errlen, "unexpected argument '%s' (see "
-			    "graced --help)", arg);
+			snprintf(err, errlen,
+			    "unexpected argument '%s' (see "
+			    "graced --help)",
+			    arg);
 			return -EINVAL;
 		}
 		arg += 2;

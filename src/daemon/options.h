@@ -16,8 +16,8 @@ struct options {
 
 /* Fills o from the environment, then from argv (flags win). Returns 0, or
  * -EINVAL with a one-line reason naming the flag in err. */
-int options_parse(struct options *o, int argc, char **argv, char *err,
-    size_t errlen);
+int options_parse(
+    struct options *o, int argc, char **argv, char *err, size_t errlen);
 void options_free(struct options *o);
 /* The GRACED_* variable for an option name ("drain-delay" ->
  * "GRACED_DRAIN_DELAY"). */

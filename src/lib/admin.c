@@ -51,8 +51,8 @@ waiter_unlink(struct waiter *wt)
 		wt->a->waiters = wt->next;
 	if (wt->next != NULL)
 		wt->next->prev = wt->prev;
-	evhttp_connection_set_closecb(evhttp_request_get_connection(wt->req),
-	    NULL, NULL);
+	evhttp_connection_set_closecb(
+	    evhttp_request_get_connection(wt->req), NULL, NULL);
 	free(wt);
 }
 
@@ -77,30 +77,32 @@ admin_release(struct admin *a)
 	while (a->waiters != NULL) {
 		struct evhttp_request *req = a->waiters->req;
 		waiter_unlink(a->waiters);
-		reply_json(req, 200, json_pack("{s:s}", "state",
-		    graced_state_name(a->srv->state)));
+		reply_json(req, 200,
+		    json_pack(
+		        "{s:s}", "state", graced_state_name(a->srv->state)));
 	}
 }
 
 static void
 drain(struct admin *a, struct evhttp_request *req)
 {
-	const char *query = evhttp_uri_get_query(
-	    evhttp_request_get_evhttp_uri(req));
+	const char *query =
+	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	struct waiter *wt;
 
 	drain_begin(a->srv, "admin");
 	if (query == NULL || strstr(query, "wait") == NULL ||
 	    listeners_closed(a->srv)) {
 		reply_json(req, listeners_closed(a->srv) ? 200 : 202,
-		    json_pack("{s:s}", "state",
-		    graced_state_name(a->srv->state)));
+		    json_pack(
+		        "{s:s}", "state", graced_state_name(a->srv->state)));
 		return;
 	}
 	wt = calloc(1, sizeof(*wt));
 	if (wt == NULL) {
-		reply_json(req, 503, json_pack("{s:s,s:i}", "error",
-		    "out of memory", "status", 503));
+		reply_json(req, 503,
+		    json_pack(
+		        "{s:s,s:i}", "error", "out of memory", "status", 503));
 		return;
 	}
 	wt->a = a;
@@ -109,16 +111,16 @@ drain(struct admin *a, struct evhttp_request *req)
 	if (a->waiters != NULL)
 		a->waiters->prev = wt;
 	a->waiters = wt;
-	evhttp_connection_set_closecb(evhttp_request_get_connection(req),
-	    waiter_gone, wt);
+	evhttp_connection_set_closecb(
+	    evhttp_request_get_connection(req), waiter_gone, wt);
 }
 
 static void
 admin_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
-	const char *path = evhttp_uri_get_path(
-	    evhttp_request_get_evhttp_uri(req));
+	const char *path =
+	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD, status;
 
@@ -137,13 +139,15 @@ admin_dispatch(struct evhttp_request *req, void *arg)
 		    "Content-Type", "text/plain; version=0.0.4");
 		evhttp_send_reply(req, 200, NULL, NULL);
 	} else if (strcmp(path, "/admin/drain") == 0) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Allow", "POST");
-		reply_json(req, 405, json_pack("{s:s,s:i}", "error",
-		    "method not allowed", "status", 405));
+		evhttp_add_header(
+		    evhttp_request_get_output_headers(req), "Allow", "POST");
+		reply_json(req, 405,
+		    json_pack("{s:s,s:i}", "error", "method not allowed",
+		        "status", 405));
 	} else {
-		reply_json(req, 404, json_pack("{s:s,s:i}", "error",
-		    "not found", "status", 404));
+		reply_json(req, 404,
+		    json_pack(
+		        "{s:s,s:i}", "error", "not found", "status", 404));
 	}
 }
 
@@ -158,7 +162,8 @@ admin_new(struct graced_server *srv, int fd)
 	a->srv = srv;
 	a->http = evhttp_new(srv->base);
 	lev = a->http ? evconnlistener_new(srv->base, NULL, NULL,
-	    LEV_OPT_CLOSE_ON_FREE, -1, fd) : NULL;
+	                    LEV_OPT_CLOSE_ON_FREE, -1, fd) :
+	                NULL;
 	if (lev == NULL)
 		close(fd);
 	if (lev == NULL || evhttp_bind_listener(a->http, lev) == NULL) {

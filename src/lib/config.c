@@ -13,8 +13,15 @@
 #include "graced.h"
 #include "config.h"
 
-enum opt_type { OPT_ADDR, OPT_UINT, OPT_SECONDS, OPT_BYTES, OPT_LOGFMT,
-	OPT_PATH, OPT_BOOL };
+enum opt_type {
+	OPT_ADDR,
+	OPT_UINT,
+	OPT_SECONDS,
+	OPT_BYTES,
+	OPT_LOGFMT,
+	OPT_PATH,
+	OPT_BOOL
+};
 
 struct opt {
 	const char *name;
@@ -39,7 +46,8 @@ static const struct opt opts[] = {
 	{ "shutdown-timeout", OPT_SECONDS, OFF(shutdown_timeout), "25", 0.001,
 	    86400, "seconds from the drain's start to cutting requests off" },
 	{ "first-byte-grace", OPT_SECONDS, OFF(first_byte_grace), "2", 0, 60,
-	    "seconds a connection that sent nothing gets once listeners close" },
+	    "seconds a connection that sent nothing gets once listeners "
+	    "close" },
 	{ "idle-timeout", OPT_SECONDS, OFF(idle_timeout), "60", 0.001, 86400,
 	    "seconds an idle keep-alive connection is kept" },
 	{ "request-timeout", OPT_SECONDS, OFF(request_timeout), "30", 0.001,
@@ -75,7 +83,8 @@ config_parse_addr(const char *s, struct config_addr *out)
 		colon = close + 1;
 	} else {
 		colon = strrchr(s, ':');
-		if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+		if (colon == NULL ||
+		    memchr(s, ':', (size_t)(colon - s)) != NULL)
 			return -EINVAL;
 		hostlen = (size_t)(colon - s);
 	}
@@ -158,8 +167,9 @@ opt_parse(const struct opt *o, struct graced_config *cfg, const char *value,
 		return 0;
 	case OPT_UINT:
 	case OPT_BYTES:
-		if (config_parse_bytes(value, &z) < 0 || (o->type == OPT_UINT &&
-		    strchr("kKmMgG", value[strlen(value) - 1]) != NULL))
+		if (config_parse_bytes(value, &z) < 0 ||
+		    (o->type == OPT_UINT &&
+		        strchr("kKmMgG", value[strlen(value) - 1]) != NULL))
 			goto bad_number;
 		if ((double)z < o->min || (double)z > o->max)
 			goto out_of_range;
@@ -229,7 +239,8 @@ graced_config_new(void)
 	if (cfg == NULL)
 		return NULL;
 	for (size_t i = 0; i < NOPTS; i++) {
-		int rc = opt_parse(&opts[i], cfg, opts[i].def, err, sizeof(err));
+		int rc =
+		    opt_parse(&opts[i], cfg, opts[i].def, err, sizeof(err));
 		(void)rc;
 		/* Defaults are constants: a failure is a bug in the table. */
 		if (rc < 0)
@@ -255,16 +266,19 @@ int
 graced_config_check(const struct graced_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->shutdown_timeout <= cfg->drain_delay) {
-		snprintf(err, errlen, "--shutdown-timeout (%g) must be longer "
-		    "than --drain-delay (%g)", cfg->shutdown_timeout,
-		    cfg->drain_delay);
+		snprintf(err, errlen,
+		    "--shutdown-timeout (%g) must be longer "
+		    "than --drain-delay (%g)",
+		    cfg->shutdown_timeout, cfg->drain_delay);
 		return -EINVAL;
 	}
 	if (strcmp(cfg->listen.host, cfg->admin_listen.host) == 0 &&
 	    strcmp(cfg->listen.port, cfg->admin_listen.port) == 0 &&
 	    strcmp(cfg->listen.port, "0") != 0) {
-		snprintf(err, errlen, "--listen and --admin-listen are both "
-		    "%s:%s", cfg->listen.host, cfg->listen.port);
+		snprintf(err, errlen,
+		    "--listen and --admin-listen are both "
+		    "%s:%s",
+		    cfg->listen.host, cfg->listen.port);
 		return -EINVAL;
 	}
 	return 0;
@@ -299,22 +313,22 @@ graced_config_get(const struct graced_config *cfg, const char *name)
 	case OPT_LOGFMT:
 		snprintf(buf, sizeof(buf), "%s",
 		    *(const enum config_log_format *)field == CONFIG_LOG_TEXT ?
-		    "text" : "json");
+		        "text" :
+		        "json");
 		break;
-	case OPT_PATH:
-		snprintf(buf, sizeof(buf), "%s", field);
-		break;
+	case OPT_PATH: snprintf(buf, sizeof(buf), "%s", field); break;
 	case OPT_BOOL:
-		snprintf(buf, sizeof(buf), "%s",
-		    *(const int *)field ? "on" : "off");
+		snprintf(
+		    buf, sizeof(buf), "%s", *(const int *)field ? "on" : "off");
 		break;
 	}
 	return buf;
 }
 
 void
-graced_config_each(void (*fn)(const char *name, const char *def,
-    const char *help, void *arg), void *arg)
+graced_config_each(
+    void (*fn)(const char *name, const char *def, const char *help, void *arg),
+    void *arg)
 {
 	for (size_t i = 0; i < NOPTS; i++)
 		fn(opts[i].name, opts[i].def, opts[i].help, arg);

@@ -16,19 +16,20 @@ struct config_addr {
 };
 
 struct graced_config {
-	struct config_addr listen;       /* public listener */
-	struct config_addr admin_listen; /* admin listener, loopback by default */
-	unsigned workers;                /* event loops (threads) */
-	double drain_delay;              /* seconds still serving after drain */
-	double shutdown_timeout;         /* seconds from drain begin to cut-off */
-	double first_byte_grace;         /* seconds a silent new conn gets */
-	double idle_timeout;             /* keep-alive idle seconds */
-	double request_timeout;          /* seconds to receive a whole request */
-	size_t max_body;                 /* bytes of request body */
-	unsigned max_connections;        /* per server; over it: 503 */
+	struct config_addr listen; /* public listener */
+	struct config_addr
+	    admin_listen;         /* admin listener, loopback by default */
+	unsigned workers;         /* event loops (threads) */
+	double drain_delay;       /* seconds still serving after drain */
+	double shutdown_timeout;  /* seconds from drain begin to cut-off */
+	double first_byte_grace;  /* seconds a silent new conn gets */
+	double idle_timeout;      /* keep-alive idle seconds */
+	double request_timeout;   /* seconds to receive a whole request */
+	size_t max_body;          /* bytes of request body */
+	unsigned max_connections; /* per server; over it: 503 */
 	enum config_log_format log_format;
-	char log_file[PATH_MAX];         /* empty: stderr */
-	int access_log;                  /* one log line per request */
+	char log_file[PATH_MAX]; /* empty: stderr */
+	int access_log;          /* one log line per request */
 };
 
 int config_parse_addr(const char *s, struct config_addr *out);

@@ -44,8 +44,8 @@ conn_bevcb(struct event_base *base, void *arg)
 }
 
 static void
-conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-    void *arg)
+conn_input_cb(
+    struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct graced_request *r = arg;
 
@@ -118,8 +118,8 @@ conn_adopt(struct worker *w, struct graced_request *r)
 	}
 	bufferevent_decref(r->bev);
 	r->evcon = cbarg;
-	r->input_cb = evbuffer_add_cb(bufferevent_get_input(r->bev),
-	    conn_input_cb, r);
+	r->input_cb =
+	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_input_cb, r);
 	evhttp_connection_set_closecb(r->evcon, conn_closed, r);
 	w->nconns++;
 	w->metrics.accepted++;
@@ -168,12 +168,14 @@ access_log(struct graced_request *r, struct evhttp_request *req, int status)
 
 	for (i = 0; uri != NULL && uri[i] != '\0' && i < sizeof(path) - 1; i++)
 		path[i] = (uri[i] < 0x20 || (unsigned char)uri[i] >= 0x7f) ?
-		    '?' : uri[i];
+		    '?' :
+		    uri[i];
 	path[i] = '\0';
-	log_event("request", json_pack("{s:s,s:s,s:i,s:f}", "method",
-	    request_method_name(evhttp_request_get_command(req)), "path", path,
-	    "status", status, "ms",
-	    (double)(now_us() - r->started_us) / 1000.0));
+	log_event("request",
+	    json_pack("{s:s,s:s,s:i,s:f}", "method",
+	        request_method_name(evhttp_request_get_command(req)), "path",
+	        path, "status", status, "ms",
+	        (double)(now_us() - r->started_us) / 1000.0));
 }
 
 static void

@@ -14,7 +14,11 @@
 #include "worker.h"
 
 static const char *const state_names[] = {
-	"starting", "serving", "draining", "stopping", "stopped",
+	"starting",
+	"serving",
+	"draining",
+	"stopping",
+	"stopped",
 };
 
 const char *
@@ -35,13 +39,13 @@ counts(struct graced_server *srv, uint64_t since_ms)
 }
 
 static void
-log_transition(struct graced_server *srv, const char *event,
-    const char *key, const char *value, uint64_t since_ms)
+log_transition(struct graced_server *srv, const char *event, const char *key,
+    const char *value, uint64_t since_ms)
 {
 	json_t *fields = counts(srv, since_ms);
 
-	json_object_set_new(fields, "state", json_string(
-	    graced_state_name(srv->state)));
+	json_object_set_new(
+	    fields, "state", json_string(graced_state_name(srv->state)));
 	if (key != NULL)
 		json_object_set_new(fields, key, json_string(value));
 	log_event(event, fields);
@@ -52,9 +56,10 @@ drain_serving(struct graced_server *srv)
 {
 	srv->state = GRACED_SERVING;
 	srv->started_ms = now_ms();
-	log_event("serving", json_pack("{s:s,s:s,s:s,s:I}", "state", "serving",
-	    "listen", srv->address[0], "admin", srv->address[1], "workers",
-	    (json_int_t)srv->cfg.workers));
+	log_event("serving",
+	    json_pack("{s:s,s:s,s:s,s:I}", "state", "serving", "listen",
+	        srv->address[0], "admin", srv->address[1], "workers",
+	        (json_int_t)srv->cfg.workers));
 }
 
 void
@@ -71,8 +76,8 @@ drain_begin(struct graced_server *srv, const char *cause)
 	log_transition(srv, "drain_begin", "cause", cause, 0);
 	worker_drain_begin(srv->worker);
 	for (unsigned i = 0; i < srv->ndrain_hooks; i++)
-		((graced_drain_fn *)srv->on_drain[i].fn)(srv,
-		    srv->on_drain[i].arg);
+		((graced_drain_fn *)srv->on_drain[i].fn)(
+		    srv, srv->on_drain[i].arg);
 	if (srv->cfg.drain_delay <= 0)
 		drain_stop(srv, "no drain delay");
 	else
@@ -100,11 +105,12 @@ drain_stop(struct graced_server *srv, const char *why)
 static void
 drain_finish(struct graced_server *srv)
 {
-	uint64_t deadline = srv->drain_ms +
-	    (uint64_t)(srv->cfg.shutdown_timeout * 1000);
+	uint64_t deadline =
+	    srv->drain_ms + (uint64_t)(srv->cfg.shutdown_timeout * 1000);
 	uint64_t now = now_ms();
 	double left = srv->drain_ms == 0 ? srv->cfg.shutdown_timeout :
-	    now < deadline ? (double)(deadline - now) / 1000.0 : 0;
+	    now < deadline               ? (double)(deadline - now) / 1000.0 :
+	                                   0;
 
 	srv->state = GRACED_STOPPED;
 	srv->stopped_ms = now;
@@ -113,13 +119,14 @@ drain_finish(struct graced_server *srv)
 	event_del(srv->grace_ev);
 	admin_release(srv->admin);
 	for (unsigned i = 0; i < srv->nstop_hooks; i++)
-		((graced_stop_fn *)srv->on_stop[i].fn)(srv, left,
-		    srv->on_stop[i].arg);
-	log_event("stopped", json_pack("{s:s,s:I,s:I,s:I,s:i}", "state",
-	    "stopped", "drain_ms", (json_int_t)(srv->drain_ms ?
-	    now - srv->drain_ms : 0), "stopping_ms", (json_int_t)(
-	    srv->stopping_ms ? now - srv->stopping_ms : 0), "cut_off",
-	    (json_int_t)srv->cut_off, "exit", srv->exit_status));
+		((graced_stop_fn *)srv->on_stop[i].fn)(
+		    srv, left, srv->on_stop[i].arg);
+	log_event("stopped",
+	    json_pack("{s:s,s:I,s:I,s:I,s:i}", "state", "stopped", "drain_ms",
+	        (json_int_t)(srv->drain_ms ? now - srv->drain_ms : 0),
+	        "stopping_ms",
+	        (json_int_t)(srv->stopping_ms ? now - srv->stopping_ms : 0),
+	        "cut_off", (json_int_t)srv->cut_off, "exit", srv->exit_status));
 	event_base_loopexit(srv->base, NULL);
 }
 
@@ -155,8 +162,8 @@ drain_cut_off(struct graced_server *srv, const char *why)
 	srv->cut_off += cut;
 	if (cut > 0)
 		srv->exit_status = 1;
-	log_event("cut_off", json_pack("{s:s,s:I}", "why", why, "requests",
-	    (json_int_t)cut));
+	log_event("cut_off",
+	    json_pack("{s:s,s:I}", "why", why, "requests", (json_int_t)cut));
 	drain_finish(srv);
 }
 

@@ -15,8 +15,9 @@ health_body(struct graced_server *srv, int *status)
 
 	*status = srv->state == GRACED_SERVING ? 200 : 503;
 	body = json_pack("{s:s,s:s,s:I,s:I}", "status",
-	    srv->state == GRACED_SERVING ? "ok" :
-	    srv->state == GRACED_STARTING ? "starting" : "draining",
+	    srv->state == GRACED_SERVING      ? "ok" :
+	        srv->state == GRACED_STARTING ? "starting" :
+	                                        "draining",
 	    "state", graced_state_name(srv->state), "connections",
 	    (json_int_t)srv->worker->nconns, "in_flight",
 	    (json_int_t)srv->worker->in_flight);
@@ -49,8 +50,8 @@ metrics(struct graced_request *r, void *arg)
 	struct evhttp_request *req = graced_request_evhttp(r);
 
 	(void)arg;
-	metrics_render(graced_request_server(r),
-	    evhttp_request_get_output_buffer(req));
+	metrics_render(
+	    graced_request_server(r), evhttp_request_get_output_buffer(req));
 	graced_reply(r, 200, "text/plain; version=0.0.4", NULL, 0);
 }
 

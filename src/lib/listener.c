@@ -16,8 +16,8 @@
 #include "listener.h"
 
 int
-listener_open(const struct config_addr *addr, int reuseport, char *err,
-    size_t errlen)
+listener_open(
+    const struct config_addr *addr, int reuseport, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
 	int fd = -1, one = 1, rc;
@@ -28,12 +28,12 @@ listener_open(const struct config_addr *addr, int reuseport, char *err,
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	rc = getaddrinfo(addr->host, addr->port, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, errlen, "listen %s:%s: %s", addr->host, addr->port,
-		    gai_strerror(rc));
+		snprintf(err, errlen, "listen %s:%s: %s", addr->host,
+		    addr->port, gai_strerror(rc));
 		return -EINVAL;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(
+	    res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
@@ -71,8 +71,8 @@ listener_block_syns(int fd)
 	};
 	struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
 
-	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog,
-	    sizeof(prog)) < 0)
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) <
+	    0)
 		return -errno;
 	return 0;
 }
@@ -98,10 +98,10 @@ listener_address(int fd, char *buf, size_t len)
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &slen) < 0 ||
 	    getnameinfo((struct sockaddr *)&ss, slen, host, sizeof(host), port,
-	    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+	        sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
 		snprintf(buf, len, "?");
 		return;
 	}
-	snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
-	    host, port);
+	snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
+	    port);
 }

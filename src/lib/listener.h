@@ -7,8 +7,8 @@
 
 /* Binds and listens on addr. Returns the fd, or a negative errno with a
  * one-line reason in err. */
-int listener_open(const struct config_addr *addr, int reuseport, char *err,
-    size_t errlen);
+int listener_open(
+    const struct config_addr *addr, int reuseport, char *err, size_t errlen);
 /* Makes the kernel drop new SYNs for fd, so its queue can only shrink.
  * Returns 0 or a negative errno. */
 int listener_block_syns(int fd);

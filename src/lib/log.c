@@ -18,7 +18,8 @@ static char log_path[PATH_MAX];
 static int
 open_path(void)
 {
-	int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	int fd =
+	    open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 
 	if (fd < 0)
 		return -errno;
@@ -76,8 +77,8 @@ timestamp(char *buf, size_t len)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
 static char *
@@ -92,9 +93,10 @@ text_line(const char *ts, const char *event, json_t *fields)
 	if (f == NULL)
 		return NULL;
 	fprintf(f, "%s %s", ts, event);
-	json_object_foreach(fields, key, value) {
-		char *v = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT |
-		    JSON_REAL_PRECISION(6));
+	json_object_foreach(fields, key, value)
+	{
+		char *v = json_dumps(value,
+		    JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6));
 		if (json_is_string(value))
 			fprintf(f, " %s=%s", key, json_string_value(value));
 		else
@@ -130,8 +132,8 @@ graced_log(const char *event, json_t *fields)
 	}
 	json_object_update(obj, fields);
 	json_decref(fields);
-	line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER |
-	    JSON_REAL_PRECISION(6));
+	line = json_dumps(
+	    obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 	json_decref(obj);
 	if (line == NULL)
 		return;

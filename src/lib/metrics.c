@@ -11,8 +11,24 @@
 #include "worker.h"
 
 static const int codes[METRICS_OTHER] = {
-	200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413,
-	429, 500, 502, 503,
+	200,
+	201,
+	202,
+	204,
+	301,
+	302,
+	304,
+	400,
+	401,
+	403,
+	404,
+	405,
+	408,
+	413,
+	429,
+	500,
+	502,
+	503,
 };
 
 int
@@ -68,7 +84,8 @@ render_requests(struct graced_server *srv, struct evbuffer *out)
 				snprintf(code, sizeof(code), "other");
 			else
 				snprintf(code, sizeof(code), "%d", codes[i]);
-			evbuffer_add_printf(out, "graced_requests_total{method="
+			evbuffer_add_printf(out,
+			    "graced_requests_total{method="
 			    "\"%s\",path=\"%s\",code=\"%s\"} %llu\n",
 			    rt ? rt->method : "", rt ? rt->path : "unmatched",
 			    code, (unsigned long long)m->requests[r][i]);
@@ -102,7 +119,8 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	    (unsigned long long)w->metrics.cut_off);
 	for (int s = GRACED_STARTING; s <= GRACED_STOPPED; s++)
 		evbuffer_add_printf(out, "graced_state{state=\"%s\"} %d\n",
-		    graced_state_name((enum graced_state)s), (int)srv->state == s);
+		    graced_state_name((enum graced_state)s),
+		    (int)srv->state == s);
 	evbuffer_add_printf(out,
 	    "# HELP graced_drain_seconds Time spent in each drain phase so "
 	    "far.\n# TYPE graced_drain_seconds gauge\n"
@@ -111,9 +129,12 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	    "# HELP graced_uptime_seconds Seconds since serving began.\n"
 	    "# TYPE graced_uptime_seconds gauge\n"
 	    "graced_uptime_seconds %.3f\n",
-	    srv->drain_ms == 0 ? 0.0 : (double)((srv->stopping_ms ?
-	    srv->stopping_ms : now) - srv->drain_ms) / 1000.0,
-	    srv->stopping_ms == 0 ? 0.0 : (double)(now - srv->stopping_ms) /
-	    1000.0, srv->started_ms ? (double)(now - srv->started_ms) / 1000.0 :
-	    0.0);
+	    srv->drain_ms == 0 ?
+	        0.0 :
+	        (double)((srv->stopping_ms ? srv->stopping_ms : now) -
+	            srv->drain_ms) /
+	            1000.0,
+	    srv->stopping_ms == 0 ? 0.0 :
+	                            (double)(now - srv->stopping_ms) / 1000.0,
+	    srv->started_ms ? (double)(now - srv->started_ms) / 1000.0 : 0.0);
 }

@@ -35,8 +35,8 @@ request_set_close(struct evhttp_request *req)
 
 	/* An HTTP/1.0 keep-alive request would otherwise get both
 	 * "keep-alive" and "close". */
-	evhttp_remove_header(evhttp_request_get_input_headers(req),
-	    "Connection");
+	evhttp_remove_header(
+	    evhttp_request_get_input_headers(req), "Connection");
 	if (evhttp_find_header(out, "Connection") == NULL)
 		evhttp_add_header(out, "Connection", "close");
 }
@@ -102,15 +102,15 @@ int
 graced_reply_json(struct graced_request *r, int status, json_t *body)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) :
-	    NULL;
+	                    NULL;
 	int rc;
 
 	json_decref(body);
 	if (text == NULL) {
 		static const char oom[] =
 		    "{\"error\":\"out of memory\",\"status\":500}";
-		return graced_reply(r, 500, "application/json", oom,
-		    sizeof(oom) - 1);
+		return graced_reply(
+		    r, 500, "application/json", oom, sizeof(oom) - 1);
 	}
 	rc = graced_reply(r, status, "application/json", text, strlen(text));
 	free(text);
@@ -120,6 +120,6 @@ graced_reply_json(struct graced_request *r, int status, json_t *body)
 int
 graced_reply_error(struct graced_request *r, int status, const char *message)
 {
-	return graced_reply_json(r, status, json_pack("{s:s,s:i}", "error",
-	    message, "status", status));
+	return graced_reply_json(r, status,
+	    json_pack("{s:s,s:i}", "error", message, "status", status));
 }

@@ -5,8 +5,8 @@
 #include "router.h"
 
 int
-router_add(struct router *r, const struct graced_route *routes, size_t n,
-    void *arg)
+router_add(
+    struct router *r, const struct graced_route *routes, size_t n, void *arg)
 {
 	if (r->ntables == ROUTER_MAX_TABLES)
 		return -ENOSPC;
@@ -53,7 +53,7 @@ router_find(const struct router *r, const char *method, const char *path,
 				continue;
 			if (strcmp(rt->method, method) == 0 ||
 			    (strcmp(method, "HEAD") == 0 &&
-			    strcmp(rt->method, "GET") == 0)) {
+			        strcmp(rt->method, "GET") == 0)) {
 				m->route = rt;
 				m->arg = tab->arg;
 				m->id = id;

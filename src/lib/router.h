@@ -24,16 +24,16 @@ struct router {
 struct router_match {
 	const struct graced_route *route; /* NULL: 404 or 405 */
 	void *arg;
-	size_t id;        /* route id, or nroutes for "no route" */
-	int status;       /* 0 when found, else 404 or 405 */
-	char allow[128];  /* for 405: the methods the path takes */
+	size_t id;       /* route id, or nroutes for "no route" */
+	int status;      /* 0 when found, else 404 or 405 */
+	char allow[128]; /* for 405: the methods the path takes */
 };
 
-int router_add(struct router *r, const struct graced_route *routes,
-    size_t n, void *arg);
+int router_add(
+    struct router *r, const struct graced_route *routes, size_t n, void *arg);
 /* Matches method and path (no query string; len bytes). HEAD matches GET. */
-void router_find(const struct router *r, const char *method,
-    const char *path, size_t len, struct router_match *m);
+void router_find(const struct router *r, const char *method, const char *path,
+    size_t len, struct router_match *m);
 /* The route with that id, or NULL for the "no route" id. */
 const struct graced_route *router_route(const struct router *r, size_t id);
 

@@ -54,8 +54,9 @@ graced_server_new(const struct graced_config *cfg)
 	srv->cfg = *cfg;
 	rc = log_setup(cfg);
 	if (rc < 0) {
-		log_event("start_failed", json_pack("{s:s,s:s}", "cause",
-		    "cannot open log file", "error", strerror(-rc)));
+		log_event("start_failed",
+		    json_pack("{s:s,s:s}", "cause", "cannot open log file",
+		        "error", strerror(-rc)));
 		goto fail;
 	}
 	/* Coalesces evhttp's epoll_ctl calls; ignored by other backends. */
@@ -101,15 +102,14 @@ hook_add(struct server_hook *hooks, unsigned *n, void *fn, void *arg)
 }
 
 int
-graced_server_on_drain(struct graced_server *srv, graced_drain_fn *fn,
-    void *arg)
+graced_server_on_drain(
+    struct graced_server *srv, graced_drain_fn *fn, void *arg)
 {
 	return hook_add(srv->on_drain, &srv->ndrain_hooks, (void *)fn, arg);
 }
 
 int
-graced_server_on_stop(struct graced_server *srv, graced_stop_fn *fn,
-    void *arg)
+graced_server_on_stop(struct graced_server *srv, graced_stop_fn *fn, void *arg)
 {
 	return hook_add(srv->on_stop, &srv->nstop_hooks, (void *)fn, arg);
 }
@@ -189,8 +189,8 @@ graced_server_reopen_log(struct graced_server *srv)
 	int rc = log_reopen();
 
 	(void)srv;
-	log_event("log_reopened", rc < 0 ? json_pack("{s:s}", "error",
-	    strerror(-rc)) : NULL);
+	log_event("log_reopened",
+	    rc < 0 ? json_pack("{s:s}", "error", strerror(-rc)) : NULL);
 }
 
 enum graced_state

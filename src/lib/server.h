@@ -16,32 +16,32 @@ struct worker;
 struct admin;
 
 struct server_hook {
-	void *fn;  /* graced_drain_fn or graced_stop_fn */
+	void *fn; /* graced_drain_fn or graced_stop_fn */
 	void *arg;
 };
 
 struct graced_server {
 	struct graced_config cfg;
-	struct event_base *base;       /* main loop: signals, timers, admin */
-	struct worker *worker;         /* the event loop that serves requests */
+	struct event_base *base; /* main loop: signals, timers, admin */
+	struct worker *worker;   /* the event loop that serves requests */
 	struct admin *admin;
 	struct router router;
 	enum graced_state state;
 	struct server_hook on_drain[SERVER_MAX_HOOKS];
 	struct server_hook on_stop[SERVER_MAX_HOOKS];
 	unsigned ndrain_hooks, nstop_hooks;
-	struct event *delay_ev;        /* drain delay over: DRAINING->STOPPING */
-	struct event *timeout_ev;      /* shutdown timeout: cut off */
-	struct event *grace_ev;        /* first-byte grace over */
-	unsigned drain_requests;       /* drain signals received */
-	uint64_t started_ms;           /* SERVING since */
-	uint64_t drain_ms;             /* DRAINING since */
-	uint64_t stopping_ms;          /* STOPPING since */
-	uint64_t stopped_ms;           /* STOPPED since */
-	uint64_t cut_off;              /* requests cut off at stop */
-	int cutting;                   /* inside drain_cut_off */
+	struct event *delay_ev;   /* drain delay over: DRAINING->STOPPING */
+	struct event *timeout_ev; /* shutdown timeout: cut off */
+	struct event *grace_ev;   /* first-byte grace over */
+	unsigned drain_requests;  /* drain signals received */
+	uint64_t started_ms;      /* SERVING since */
+	uint64_t drain_ms;        /* DRAINING since */
+	uint64_t stopping_ms;     /* STOPPING since */
+	uint64_t stopped_ms;      /* STOPPED since */
+	uint64_t cut_off;         /* requests cut off at stop */
+	int cutting;              /* inside drain_cut_off */
 	int exit_status;
-	char address[2][300];          /* bound public and admin addresses */
+	char address[2][300]; /* bound public and admin addresses */
 };
 
 /* Called by workers and the admin listener as their part of the drain

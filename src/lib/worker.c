@@ -64,15 +64,17 @@ worker_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if (path == NULL || path[0] == '\0')
 		path = "/";
-	router_find(&w->srv->router, request_method_name(evhttp_request_get_command(req)),
-	    path, strlen(path), &m);
+	router_find(&w->srv->router,
+	    request_method_name(evhttp_request_get_command(req)), path,
+	    strlen(path), &m);
 	r->route = m.id;
 	if (m.route == NULL) {
 		if (m.status == 405)
-			evhttp_add_header(evhttp_request_get_output_headers(req),
-			    "Allow", m.allow);
-		graced_reply_error(r, m.status, m.status == 405 ?
-		    "method not allowed" : "not found");
+			evhttp_add_header(
+			    evhttp_request_get_output_headers(req), "Allow",
+			    m.allow);
+		graced_reply_error(r, m.status,
+		    m.status == 405 ? "method not allowed" : "not found");
 		return;
 	}
 	m.route->fn(r, m.arg);
@@ -107,8 +109,9 @@ close_check_cb(evutil_socket_t fd, short what, void *arg)
 	if (queued > 0)
 		return;
 	close_listener(w);
-	log_event("listener_closed", json_pack("{s:I,s:I}", "connections",
-	    (json_int_t)w->nconns, "in_flight", (json_int_t)w->in_flight));
+	log_event("listener_closed",
+	    json_pack("{s:I,s:I}", "connections", (json_int_t)w->nconns,
+	        "in_flight", (json_int_t)w->in_flight));
 	drain_check(w->srv);
 }
 
@@ -126,8 +129,9 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 		if (r == NULL || r->req != NULL || !r->rx_pending ||
 		    now - r->rx_since_ms < limit)
 			continue;
-		log_event("request_timeout", json_pack("{s:I}", "ms",
-		    (json_int_t)(now - r->rx_since_ms)));
+		log_event("request_timeout",
+		    json_pack(
+		        "{s:I}", "ms", (json_int_t)(now - r->rx_since_ms)));
 		evhttp_connection_free(r->evcon);
 	}
 }
@@ -175,8 +179,9 @@ worker_new(struct graced_server *srv, struct event_base *base)
 	w->close_check_ev = event_new(base, -1, 0, close_check_cb, w);
 	w->sweep_ev = event_new(base, -1, EV_PERSIST, sweep_cb, w);
 	w->backoff_ev = event_new(base, -1, 0, backoff_cb, w);
-	if (w->http == NULL || w->adopt_ev == NULL || w->close_check_ev == NULL ||
-	    w->sweep_ev == NULL || w->backoff_ev == NULL ||
+	if (w->http == NULL || w->adopt_ev == NULL ||
+	    w->close_check_ev == NULL || w->sweep_ev == NULL ||
+	    w->backoff_ev == NULL ||
 	    metrics_init(&w->metrics, srv->router.nroutes + 1) < 0) {
 		worker_free(w);
 		return NULL;
@@ -186,10 +191,10 @@ worker_new(struct graced_server *srv, struct event_base *base)
 	evhttp_set_gencb(w->http, worker_dispatch, w);
 	evhttp_set_timeout_tv(w->http, &idle);
 	evhttp_set_max_body_size(w->http, (ev_ssize_t)srv->cfg.max_body);
-	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
-	    EVHTTP_REQ_PATCH);
+	evhttp_set_allowed_methods(w->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+	        EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_default_content_type(w->http, "application/json");
 	event_add(w->sweep_ev, &every);
 	return w;
@@ -198,8 +203,8 @@ worker_new(struct graced_server *srv, struct event_base *base)
 int
 worker_listen(struct worker *w, evutil_socket_t fd)
 {
-	w->listener = evconnlistener_new(w->base, NULL, NULL,
-	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	w->listener = evconnlistener_new(
+	    w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (w->listener == NULL)
 		return -ENOMEM;
 	w->bound = evhttp_bind_listener(w->http, w->listener);
@@ -230,8 +235,8 @@ worker_stop_listening(struct worker *w)
 		return;
 	rc = listener_block_syns(w->lfd);
 	if (rc < 0) {
-		log_event("syn_filter_failed", json_pack("{s:s}", "error",
-		    strerror(-rc)));
+		log_event("syn_filter_failed",
+		    json_pack("{s:s}", "error", strerror(-rc)));
 		close_listener(w);
 		return;
 	}
@@ -244,7 +249,8 @@ worker_close_idle(struct worker *w, int fresh)
 {
 	for (size_t i = 0; i < w->conns_cap; i++) {
 		struct graced_request *r = w->conns[i];
-		if (r != NULL && (conn_is_idle(r) || (fresh && conn_is_fresh(r))))
+		if (r != NULL &&
+		    (conn_is_idle(r) || (fresh && conn_is_fresh(r))))
 			evhttp_connection_free(r->evcon);
 	}
 }

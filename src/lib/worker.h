@@ -24,18 +24,18 @@ struct graced_request {
 	struct evhttp_connection *evcon;
 	struct bufferevent *bev;
 	struct evbuffer_cb_entry *input_cb; /* counts bytes received */
-	struct evhttp_request *req;   /* held by a handler, or NULL */
+	struct evhttp_request *req;         /* held by a handler, or NULL */
 	void (*abort_fn)(struct graced_request *, void *);
 	void *abort_arg;
 	struct graced_request *next_new; /* adoption queue */
-	uint64_t rx_since_ms;         /* first unserved byte arrived */
-	uint64_t started_us;          /* handler entry of req */
-	size_t route;                 /* route id of req, for metrics */
-	unsigned requests;            /* requests dispatched so far */
+	uint64_t rx_since_ms;            /* first unserved byte arrived */
+	uint64_t started_us;             /* handler entry of req */
+	size_t route;                    /* route id of req, for metrics */
+	unsigned requests;               /* requests dispatched so far */
 	int fd;
-	unsigned rx_pending : 1;      /* bytes received, not yet a request */
-	unsigned replied : 1;         /* reply sent for req */
-	unsigned overloaded : 1;      /* accepted past max-connections */
+	unsigned rx_pending : 1; /* bytes received, not yet a request */
+	unsigned replied : 1;    /* reply sent for req */
+	unsigned overloaded : 1; /* accepted past max-connections */
 };
 
 struct worker {
@@ -48,13 +48,13 @@ struct worker {
 	struct graced_request **conns; /* indexed by fd */
 	size_t conns_cap;
 	struct graced_request *new_head; /* accepted, not adopted yet */
-	struct event *adopt_ev;        /* priority 0: adopt new connections */
-	struct event *close_check_ev;  /* listener closing: queue empty yet? */
-	struct event *sweep_ev;        /* request-timeout sweep */
-	struct event *backoff_ev;      /* accept paused after EMFILE */
-	unsigned nconns;               /* open connections */
-	unsigned in_flight;            /* requests held by handlers */
-	int closing;                   /* listener is draining its queue */
+	struct event *adopt_ev;          /* priority 0: adopt new connections */
+	struct event *close_check_ev; /* listener closing: queue empty yet? */
+	struct event *sweep_ev;       /* request-timeout sweep */
+	struct event *backoff_ev;     /* accept paused after EMFILE */
+	unsigned nconns;              /* open connections */
+	unsigned in_flight;           /* requests held by handlers */
+	int closing;                  /* listener is draining its queue */
 	struct metrics metrics;
 };
 
@@ -77,8 +77,7 @@ void worker_free(struct worker *w);
 /* Connection registry (conn.c). */
 struct bufferevent *conn_bevcb(struct event_base *base, void *arg);
 void conn_adopt_cb(evutil_socket_t fd, short what, void *arg);
-struct graced_request *conn_find(struct worker *w,
-    struct evhttp_request *req);
+struct graced_request *conn_find(struct worker *w, struct evhttp_request *req);
 /* A handler took req on r: count it until complete or closed. */
 void conn_request_begin(struct graced_request *r, struct evhttp_request *req);
 int conn_is_idle(const struct graced_request *r);

@@ -1,0 +1,193 @@
+/* Unit tests for the drain state machine (src/lib/drain.c), driven on a real
+ * server bound to loopback with no clients. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "graced.h"
+#include "server.h"
+
+static struct graced_server *
+start(const char *delay)
+{
+	struct graced_config *cfg = graced_config_new();
+	struct graced_server *srv;
+	char err[256];
+
+	assert_int_equal(
+	    graced_config_set(cfg, "listen", "127.0.0.1:0", err, sizeof(err)),
+	    0);
+	assert_int_equal(graced_config_set(cfg, "admin-listen", "127.0.0.1:0",
+	                     err, sizeof(err)),
+	    0);
+	assert_int_equal(
+	    graced_config_set(cfg, "drain-delay", delay, err, sizeof(err)), 0);
+	assert_int_equal(
+	    graced_config_set(cfg, "log-file", "/dev/null", err, sizeof(err)),
+	    0);
+	srv = graced_server_new(cfg);
+	graced_config_free(cfg);
+	assert_non_null(srv);
+	assert_int_equal(graced_server_state(srv), GRACED_STARTING);
+	assert_null(graced_server_address(srv, 0));
+	assert_int_equal(graced_server_start(srv), 0);
+	assert_int_equal(graced_server_state(srv), GRACED_SERVING);
+	assert_non_null(strstr(graced_server_address(srv, 0), "127.0.0.1:"));
+	return srv;
+}
+
+static void
+test_state_names(void **state)
+{
+	(void)state;
+	assert_string_equal(graced_state_name(GRACED_STARTING), "starting");
+	assert_string_equal(graced_state_name(GRACED_SERVING), "serving");
+	assert_string_equal(graced_state_name(GRACED_DRAINING), "draining");
+	assert_string_equal(graced_state_name(GRACED_STOPPING), "stopping");
+	assert_string_equal(graced_state_name(GRACED_STOPPED), "stopped");
+	assert_string_equal(
+	    graced_state_name((enum graced_state)42), "unknown");
+}
+
+static void
+test_second_signal_skips_delay(void **state)
+{
+	struct graced_server *srv = start("60");
+
+	(void)state;
+	graced_server_drain(srv, "test");
+	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
+	assert_true(drain_ms_left(srv) > 59000);
+	graced_server_drain(srv, "test");
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
+	assert_int_equal(drain_ms_left(srv), 0);
+	/* The listener closes from the loop, then nothing is left. */
+	assert_int_equal(graced_server_run(srv), 0);
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+	graced_server_free(srv);
+}
+
+static void
+test_delay_zero_goes_straight_to_stopping(void **state)
+{
+	struct graced_server *srv = start("0");
+
+	(void)state;
+	graced_server_drain(srv, "test");
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
+	assert_int_equal(graced_server_run(srv), 0);
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+	graced_server_free(srv);
+}
+
+static void
+test_delay_timer_ends_draining(void **state)
+{
+	struct graced_server *srv = start("0.05");
+
+	(void)state;
+	graced_server_drain(srv, "test");
+	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
+	assert_int_equal(graced_server_run(srv), 0);
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+	graced_server_free(srv);
+}
+
+static void
+test_admin_drain_is_not_a_signal(void **state)
+{
+	struct graced_server *srv = start("60");
+
+	(void)state;
+	/* The admin drain begins the drain; the first signal after it is the
+	 * first signal, not the second. */
+	drain_begin(srv, "admin");
+	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
+	graced_server_drain(srv, "SIGTERM");
+	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
+	graced_server_drain(srv, "SIGTERM");
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
+	assert_int_equal(graced_server_run(srv), 0);
+	graced_server_free(srv);
+}
+
+static void
+test_transitions_only_go_forward(void **state)
+{
+	struct graced_server *srv = start("60");
+
+	(void)state;
+	drain_stop(srv, "not draining yet");
+	assert_int_equal(graced_server_state(srv), GRACED_SERVING);
+	drain_begin(srv, "test");
+	drain_begin(srv, "again");
+	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
+	drain_stop(srv, "test");
+	drain_begin(srv, "too late");
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
+	assert_int_equal(graced_server_run(srv), 0);
+	drain_cut_off(srv, "after the end");
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+	graced_server_free(srv);
+}
+
+static void
+test_stop_now_from_serving(void **state)
+{
+	struct graced_server *srv = start("60");
+
+	(void)state;
+	graced_server_stop_now(srv, "test");
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+	/* Nothing was in flight: nothing was cut off. */
+	assert_int_equal(graced_server_run(srv), 0);
+	graced_server_free(srv);
+}
+
+static void
+test_start_failure_leaves_nothing_bound(void **state)
+{
+	struct graced_server *a = start("1");
+	struct graced_config *cfg = graced_config_new();
+	struct graced_server *b;
+	char err[256];
+
+	(void)state;
+	/* Public on a free port, admin on a's public port: admin fails. */
+	assert_int_equal(
+	    graced_config_set(cfg, "listen", "127.0.0.1:0", err, sizeof(err)),
+	    0);
+	assert_int_equal(graced_config_set(cfg, "admin-listen",
+	                     graced_server_address(a, 0), err, sizeof(err)),
+	    0);
+	assert_int_equal(
+	    graced_config_set(cfg, "log-file", "/dev/null", err, sizeof(err)),
+	    0);
+	b = graced_server_new(cfg);
+	assert_non_null(b);
+	assert_int_equal(graced_server_start(b), -EADDRINUSE);
+	assert_int_equal(graced_server_state(b), GRACED_STARTING);
+	graced_server_free(b);
+	graced_config_free(cfg);
+	graced_server_stop_now(a, "test");
+	graced_server_free(a);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_state_names),
+		cmocka_unit_test(test_second_signal_skips_delay),
+		cmocka_unit_test(test_delay_zero_goes_straight_to_stopping),
+		cmocka_unit_test(test_delay_timer_ends_draining),
+		cmocka_unit_test(test_admin_drain_is_not_a_signal),
+		cmocka_unit_test(test_transitions_only_go_forward),
+		cmocka_unit_test(test_stop_now_from_serving),
+		cmocka_unit_test(test_start_failure_leaves_nothing_bound),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -221,9 +221,14 @@ worker_listen(struct worker *w, evutil_socket_t fd)
 void
 worker_drain_begin(struct worker *w)
 {
-	for (size_t i = 0; i < w->conns_cap; i++)
-		if (w->conns[i] != NULL && w->conns[i]->req != NULL)
-			request_set_close(w->conns[i]->req);
+	/* A reply already sent promised keep-alive in its headers: closing
+	 * after it would turn the next request into an EOF. That connection
+	 * gets "close" on its next request instead. */
+	for (size_t i = 0; i < w->conns_cap; i++) {
+		struct graced_request *r = w->conns[i];
+		if (r != NULL && r->req != NULL && !r->replied)
+			request_set_close(r->req);
+	}
 }
 
 void

@@ -111,8 +111,9 @@ text_line(const char *ts, const char *event, json_t *fields)
 void
 graced_log(const char *event, json_t *fields)
 {
-	char ts[64], *line;
+	char ts[64], *line, *bigger;
 	json_t *obj;
+	size_t len;
 
 	timestamp(ts, sizeof(ts));
 	if (fields == NULL)
@@ -137,7 +138,14 @@ graced_log(const char *event, json_t *fields)
 	json_decref(obj);
 	if (line == NULL)
 		return;
-	write_all(line, strlen(line));
-	write_all("\n", 1);
+	len = strlen(line);
+	/* One write per line, newline included, so lines from several
+	 * threads never interleave. */
+	bigger = realloc(line, len + 1);
+	if (bigger != NULL) {
+		line = bigger;
+		line[len++] = '\n';
+	}
+	write_all(line, len);
 	free(line);
 }

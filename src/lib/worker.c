@@ -177,6 +177,20 @@ cut_off(struct worker *w)
 	report(w);
 }
 
+/* Replies not sent yet will close the connection. A reply already sent
+ * promised keep-alive in its headers: closing after it would turn the next
+ * request into an EOF, so that connection gets "close" on its next request
+ * instead. */
+static void
+mark_close(struct worker *w)
+{
+	for (size_t i = 0; i < w->conns_cap; i++) {
+		struct graced_request *r = w->conns[i];
+		if (r != NULL && r->req != NULL && !r->replied)
+			request_set_close(r->req);
+	}
+}
+
 static void
 cmd_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -186,9 +200,7 @@ cmd_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (cmds & WORKER_DRAIN)
-		for (size_t i = 0; i < w->conns_cap; i++)
-			if (w->conns[i] != NULL && w->conns[i]->req != NULL)
-				request_set_close(w->conns[i]->req);
+		mark_close(w);
 	if (cmds & WORKER_STOP_ACCEPT)
 		stop_accepting(w);
 	if (cmds & WORKER_CLOSE_LISTENER) {

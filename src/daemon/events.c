@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +22,26 @@ struct waiting {
 	size_t accepted;
 };
 
-struct events {
-	char path[PATH_MAX];
-	int fd;
+/* The part of the application that belongs to one event loop: requests of
+ * a loop are only ever touched from that loop. */
+struct lane {
+	struct events *ev;
+	struct event_base *base;
 	struct evbuffer *batch;  /* lines not written yet */
 	struct waiting *waiting; /* requests whose lines are in batch */
 	size_t nwaiting, cap;
 	struct event *flush_ev; /* end of this loop iteration: write */
 	unsigned long long written;
+};
+
+#define EVENTS_MAX_LANES 256
+
+struct events {
+	char path[PATH_MAX];
+	pthread_mutex_t lock; /* fd, and the lanes array */
+	int fd;
+	struct lane *lanes[EVENTS_MAX_LANES];
+	unsigned nlanes;
 };
 
 json_t *
@@ -72,43 +85,49 @@ events_parse(const char *body, size_t len, char *err, size_t errlen)
 	return doc;
 }
 
+/* Appends the lane's batch with one write; the lock keeps a reopen from
+ * swapping the file under it. */
 static int
-spool_write(struct events *ev)
+spool_write(struct lane *l)
 {
-	off_t start = lseek(ev->fd, 0, SEEK_END);
+	struct events *ev = l->ev;
+	off_t start;
+	int rc = 0;
 
-	while (evbuffer_get_length(ev->batch) > 0) {
-		int n = evbuffer_write(ev->batch, ev->fd);
+	pthread_mutex_lock(&ev->lock);
+	start = lseek(ev->fd, 0, SEEK_END);
+	while (evbuffer_get_length(l->batch) > 0) {
+		int n = evbuffer_write(l->batch, ev->fd);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			int rc = errno ? -errno : -EIO;
+			rc = errno ? -errno : -EIO;
 			/* Take back a partial batch: its events get a 503
 			 * and are not in the file at all. */
 			if (start >= 0 && ftruncate(ev->fd, start) < 0)
 				rc = -errno;
-			evbuffer_drain(
-			    ev->batch, evbuffer_get_length(ev->batch));
-			return rc;
+			evbuffer_drain(l->batch, evbuffer_get_length(l->batch));
+			break;
 		}
 	}
-	return 0;
+	pthread_mutex_unlock(&ev->lock);
+	return rc;
 }
 
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct events *ev = arg;
-	int rc = spool_write(ev);
+	struct lane *l = arg;
+	int rc = spool_write(l);
 
 	(void)fd;
 	(void)what;
 	if (rc < 0)
 		graced_log("spool_write_failed",
-		    json_pack(
-		        "{s:s,s:s}", "path", ev->path, "error", strerror(-rc)));
-	for (size_t i = 0; i < ev->nwaiting; i++) {
-		struct waiting *wt = &ev->waiting[i];
+		    json_pack("{s:s,s:s}", "path", l->ev->path, "error",
+		        strerror(-rc)));
+	for (size_t i = 0; i < l->nwaiting; i++) {
+		struct waiting *wt = &l->waiting[i];
 		if (wt->r == NULL)
 			continue;
 		graced_request_on_abort(wt->r, NULL, NULL);
@@ -116,70 +135,109 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 			graced_reply_error(wt->r, 503, "spool write failed");
 			continue;
 		}
-		ev->written += wt->accepted;
+		l->written += wt->accepted;
 		graced_reply_json(wt->r, 202,
 		    json_pack("{s:I}", "accepted", (json_int_t)wt->accepted));
 	}
-	ev->nwaiting = 0;
+	l->nwaiting = 0;
 }
 
 static void
 waiting_aborted(struct graced_request *r, void *arg)
 {
-	struct events *ev = arg;
+	struct lane *l = arg;
 
-	for (size_t i = 0; i < ev->nwaiting; i++)
-		if (ev->waiting[i].r == r)
-			ev->waiting[i].r = NULL;
+	for (size_t i = 0; i < l->nwaiting; i++)
+		if (l->waiting[i].r == r)
+			l->waiting[i].r = NULL;
+}
+
+static void
+lane_free(struct lane *l)
+{
+	if (l->flush_ev != NULL)
+		event_free(l->flush_ev);
+	if (l->batch != NULL)
+		evbuffer_free(l->batch);
+	free(l->waiting);
+	free(l);
+}
+
+/* The lane of the loop base, made on first use. */
+static struct lane *
+lane_get(struct events *ev, struct event_base *base)
+{
+	struct lane *l = NULL;
+
+	pthread_mutex_lock(&ev->lock);
+	for (unsigned i = 0; i < ev->nlanes; i++)
+		if (ev->lanes[i]->base == base)
+			l = ev->lanes[i];
+	if (l == NULL && ev->nlanes < EVENTS_MAX_LANES) {
+		l = calloc(1, sizeof(*l));
+		if (l != NULL) {
+			l->ev = ev;
+			l->base = base;
+			l->batch = evbuffer_new();
+			l->flush_ev = event_new(base, -1, 0, flush_cb, l);
+			if (l->batch == NULL || l->flush_ev == NULL) {
+				lane_free(l);
+				l = NULL;
+			} else {
+				ev->lanes[ev->nlanes++] = l;
+			}
+		}
+	}
+	pthread_mutex_unlock(&ev->lock);
+	return l;
 }
 
 static void
 events_post(struct graced_request *r, void *arg)
 {
-	struct events *ev = arg;
+	struct lane *l = lane_get(arg, graced_request_base(r));
 	size_t len, i;
 	const char *body = graced_request_body(r, &len);
 	char err[256];
-	json_t *list = events_parse(body, len, err, sizeof(err)), *item;
+	json_t *list, *item;
 
+	if (l == NULL) {
+		graced_reply_error(r, 503, "out of memory");
+		return;
+	}
+	list = events_parse(body, len, err, sizeof(err));
 	if (list == NULL) {
 		graced_reply_error(r, 400, err);
 		return;
 	}
-	if (ev->nwaiting == ev->cap) {
-		size_t cap = ev->cap ? ev->cap * 2 : 64;
+	if (l->nwaiting == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
 		struct waiting *bigger =
-		    realloc(ev->waiting, cap * sizeof(*bigger));
+		    realloc(l->waiting, cap * sizeof(*bigger));
 		if (bigger == NULL) {
 			json_decref(list);
 			graced_reply_error(r, 503, "out of memory");
 			return;
 		}
-		ev->waiting = bigger;
-		ev->cap = cap;
+		l->waiting = bigger;
+		l->cap = cap;
 	}
 	json_array_foreach(list, i, item)
 	{
 		char *line =
 		    json_dumps(item, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		if (line != NULL) {
-			evbuffer_add(ev->batch, line, strlen(line));
-			evbuffer_add(ev->batch, "\n", 1);
+			evbuffer_add(l->batch, line, strlen(line));
+			evbuffer_add(l->batch, "\n", 1);
 		}
 		free(line);
 	}
-	ev->waiting[ev->nwaiting].r = r;
-	ev->waiting[ev->nwaiting].accepted = json_array_size(list);
-	ev->nwaiting++;
+	l->waiting[l->nwaiting].r = r;
+	l->waiting[l->nwaiting].accepted = json_array_size(list);
+	l->nwaiting++;
 	json_decref(list);
-	graced_request_on_abort(r, waiting_aborted, ev);
-	if (ev->flush_ev == NULL)
-		ev->flush_ev =
-		    event_new(graced_request_base(r), -1, 0, flush_cb, ev);
-	if (ev->flush_ev == NULL)
-		flush_cb(-1, 0, ev);
-	else
-		event_active(ev->flush_ev, EV_TIMEOUT, 0);
+	graced_request_on_abort(r, waiting_aborted, l);
+	event_active(l->flush_ev, EV_TIMEOUT, 0);
 }
 
 static const struct graced_route events_routes[] = {
@@ -187,34 +245,41 @@ static const struct graced_route events_routes[] = {
 };
 
 static int
-spool_open(struct events *ev, char *err, size_t errlen)
+spool_open(const char *path, char *err, size_t errlen)
 {
-	int fd =
-	    open(ev->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 
 	if (fd < 0) {
 		int rc = -errno;
-		snprintf(
-		    err, errlen, "spool %s: %s", ev->path, strerror(errno));
+		snprintf(err, errlen, "spool %s: %s", path, strerror(errno));
 		return rc;
 	}
-	ev->fd = fd;
-	return 0;
+	return fd;
 }
 
 static void
 spool_close(struct events *ev)
 {
-	if (ev->fd < 0)
-		return;
-	if (evbuffer_get_length(ev->batch) > 0)
-		flush_cb(-1, 0, ev);
-	if (fsync(ev->fd) < 0)
-		graced_log("spool_fsync_failed",
-		    json_pack("{s:s,s:s}", "path", ev->path, "error",
-		        strerror(errno)));
-	close(ev->fd);
-	ev->fd = -1;
+	pthread_mutex_lock(&ev->lock);
+	if (ev->fd >= 0) {
+		if (fsync(ev->fd) < 0)
+			graced_log("spool_fsync_failed",
+			    json_pack("{s:s,s:s}", "path", ev->path, "error",
+			        strerror(errno)));
+		close(ev->fd);
+		ev->fd = -1;
+	}
+	pthread_mutex_unlock(&ev->lock);
+}
+
+static unsigned long long
+events_written(struct events *ev)
+{
+	unsigned long long n = 0;
+
+	for (unsigned i = 0; i < ev->nlanes; i++)
+		n += ev->lanes[i]->written;
+	return n;
 }
 
 static void
@@ -227,7 +292,7 @@ events_stop(struct graced_server *srv, double seconds_left, void *arg)
 	spool_close(ev);
 	graced_log("spool_closed",
 	    json_pack("{s:s,s:I}", "path", ev->path, "events",
-	        (json_int_t)ev->written));
+	        (json_int_t)events_written(ev)));
 }
 
 struct events *
@@ -241,9 +306,9 @@ events_new(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	strcpy(ev->path, path);
-	ev->fd = -1;
-	ev->batch = evbuffer_new();
-	if (ev->batch == NULL || spool_open(ev, err, errlen) < 0) {
+	pthread_mutex_init(&ev->lock, NULL);
+	ev->fd = spool_open(path, err, errlen);
+	if (ev->fd < 0) {
 		events_free(ev);
 		return NULL;
 	}
@@ -263,14 +328,25 @@ int
 events_reopen(struct events *ev)
 {
 	char err[PATH_MAX + 64];
-	int rc;
+	int fd = spool_open(ev->path, err, sizeof(err)), old;
 
-	spool_close(ev);
-	rc = spool_open(ev, err, sizeof(err));
-	graced_log("spool_reopened",
-	    rc < 0 ? json_pack("{s:s}", "error", err) :
-	             json_pack("{s:s}", "path", ev->path));
-	return rc;
+	if (fd < 0) {
+		graced_log(
+		    "spool_reopen_failed", json_pack("{s:s}", "error", err));
+		return fd;
+	}
+	/* Batches in progress go to whichever file is current when they are
+	 * written; each is written whole. */
+	pthread_mutex_lock(&ev->lock);
+	old = ev->fd;
+	ev->fd = fd;
+	pthread_mutex_unlock(&ev->lock);
+	if (old >= 0) {
+		fsync(old);
+		close(old);
+	}
+	graced_log("spool_reopened", json_pack("{s:s}", "path", ev->path));
+	return 0;
 }
 
 void
@@ -279,10 +355,8 @@ events_free(struct events *ev)
 	if (ev == NULL)
 		return;
 	spool_close(ev);
-	if (ev->flush_ev != NULL)
-		event_free(ev->flush_ev);
-	if (ev->batch != NULL)
-		evbuffer_free(ev->batch);
-	free(ev->waiting);
+	for (unsigned i = 0; i < ev->nlanes; i++)
+		lane_free(ev->lanes[i]);
+	pthread_mutex_destroy(&ev->lock);
 	free(ev);
 }

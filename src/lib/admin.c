@@ -13,6 +13,7 @@
 #include "health.h"
 #include "metrics.h"
 #include "server.h"
+#include "util.h"
 #include "worker.h"
 
 struct waiter {
@@ -66,7 +67,12 @@ waiter_gone(struct evhttp_connection *evcon, void *arg)
 static int
 listeners_closed(const struct graced_server *srv)
 {
-	return srv->state >= GRACED_STOPPING && srv->worker->lfd < 0;
+	if (srv->state < GRACED_STOPPING)
+		return 0;
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		if (!SHARED_GET(&srv->workers[i]->listener_closed))
+			return 0;
+	return 1;
 }
 
 void

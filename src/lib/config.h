@@ -19,7 +19,7 @@ struct graced_config {
 	struct config_addr listen; /* public listener */
 	struct config_addr
 	    admin_listen;         /* admin listener, loopback by default */
-	unsigned workers;         /* event loops (threads) */
+	unsigned workers;         /* event loops; 0: one per online CPU */
 	double drain_delay;       /* seconds still serving after drain */
 	double shutdown_timeout;  /* seconds from drain begin to cut-off */
 	double first_byte_grace;  /* seconds a silent new conn gets */

@@ -37,6 +37,7 @@ conn_bevcb(struct event_base *base, void *arg)
 	r->fd = -1;
 	r->next_new = w->new_head;
 	w->new_head = r;
+	COUNTER_ADD(&w->nconns, 1);
 	event_active(w->adopt_ev, EV_TIMEOUT, 0);
 	if (w->closing)
 		event_active(w->close_check_ev, EV_TIMEOUT, 0);
@@ -88,17 +89,17 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 	evbuffer_remove_cb_entry(bufferevent_get_input(r->bev), r->input_cb);
 	if (r->req != NULL) {
 		/* The handler never finished: evhttp frees req next. */
-		w->in_flight--;
+		COUNTER_ADD(&w->in_flight, -1);
 		metrics_count(&w->metrics, r->route, 0);
 		r->req = NULL;
 		if (r->abort_fn != NULL)
 			r->abort_fn(r, r->abort_arg);
 	}
 	w->conns[r->fd] = NULL;
-	w->nconns--;
+	COUNTER_ADD(&w->nconns, -1);
 	free(r);
-	if (w->srv->state == GRACED_STOPPING)
-		drain_check(w->srv);
+	if (w->nconns == 0 && server_state(w->srv) >= GRACED_STOPPING)
+		server_wake(w->srv);
 }
 
 static void
@@ -114,6 +115,9 @@ conn_adopt(struct worker *w, struct graced_request *r)
 			evhttp_connection_free(cbarg);
 		bufferevent_decref(r->bev);
 		free(r);
+		COUNTER_ADD(&w->nconns, -1);
+		if (w->nconns == 0 && server_state(w->srv) >= GRACED_STOPPING)
+			server_wake(w->srv);
 		return;
 	}
 	bufferevent_decref(r->bev);
@@ -121,9 +125,8 @@ conn_adopt(struct worker *w, struct graced_request *r)
 	r->input_cb =
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_input_cb, r);
 	evhttp_connection_set_closecb(r->evcon, conn_closed, r);
-	w->nconns++;
-	w->metrics.accepted++;
-	if (w->nconns > w->srv->cfg.max_connections)
+	COUNTER_ADD(&w->metrics.accepted, 1);
+	if (server_connections(w->srv) > w->srv->cfg.max_connections)
 		r->overloaded = 1;
 }
 
@@ -190,7 +193,7 @@ conn_request_done(struct evhttp_request *req, void *arg)
 	metrics_count(&w->metrics, r->route, status);
 	if (w->srv->cfg.access_log)
 		access_log(r, req, status);
-	w->in_flight--;
+	COUNTER_ADD(&w->in_flight, -1);
 	r->req = NULL;
 	r->replied = 0;
 	r->abort_fn = NULL;
@@ -208,7 +211,7 @@ conn_request_begin(struct graced_request *r, struct evhttp_request *req)
 	r->rx_pending = evbuffer_get_length(input) > 0;
 	if (r->rx_pending)
 		r->rx_since_ms = now_ms();
-	r->w->in_flight++;
+	COUNTER_ADD(&r->w->in_flight, 1);
 	evhttp_request_set_on_complete_cb(req, conn_request_done, r);
 }
 

@@ -5,6 +5,8 @@
  *   drain_finish   STOPPING -> STOPPED   (nothing left)
  *   drain_cut_off  any      -> STOPPED   (shutdown timeout, SIGQUIT)
  * Each transition is logged with the counts that matter. */
+#include <stddef.h>
+
 #include <event2/event.h>
 
 #include "admin.h"
@@ -29,12 +31,35 @@ graced_state_name(enum graced_state state)
 	return state_names[state];
 }
 
+static void
+set_state(struct graced_server *srv, enum graced_state state)
+{
+	SHARED_SET(&srv->state, state);
+}
+
+static void
+send_all(struct graced_server *srv, unsigned cmds)
+{
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		worker_send(srv->workers[i], cmds);
+}
+
+/* Whether every worker has the flag at offset off set. */
+static int
+all_workers(struct graced_server *srv, size_t off)
+{
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		if (!SHARED_GET((int *)((char *)srv->workers[i] + off)))
+			return 0;
+	return 1;
+}
+
 static json_t *
 counts(struct graced_server *srv, uint64_t since_ms)
 {
 	return json_pack("{s:I,s:I,s:I}", "connections",
-	    (json_int_t)srv->worker->nconns, "in_flight",
-	    (json_int_t)srv->worker->in_flight, "elapsed_ms",
+	    (json_int_t)server_connections(srv), "in_flight",
+	    (json_int_t)server_in_flight(srv), "elapsed_ms",
 	    (json_int_t)(since_ms ? now_ms() - since_ms : 0));
 }
 
@@ -54,12 +79,12 @@ log_transition(struct graced_server *srv, const char *event, const char *key,
 void
 drain_serving(struct graced_server *srv)
 {
-	srv->state = GRACED_SERVING;
+	set_state(srv, GRACED_SERVING);
 	srv->started_ms = now_ms();
 	log_event("serving",
 	    json_pack("{s:s,s:s,s:s,s:I}", "state", "serving", "listen",
 	        srv->address[0], "admin", srv->address[1], "workers",
-	        (json_int_t)srv->cfg.workers));
+	        (json_int_t)srv->nworkers));
 }
 
 void
@@ -70,11 +95,11 @@ drain_begin(struct graced_server *srv, const char *cause)
 
 	if (srv->state != GRACED_SERVING)
 		return;
-	srv->state = GRACED_DRAINING;
 	srv->drain_ms = now_ms();
+	set_state(srv, GRACED_DRAINING);
 	event_add(srv->timeout_ev, &timeout);
 	log_transition(srv, "drain_begin", "cause", cause, 0);
-	worker_drain_begin(srv->worker);
+	send_all(srv, WORKER_DRAIN);
 	for (unsigned i = 0; i < srv->ndrain_hooks; i++)
 		((graced_drain_fn *)srv->on_drain[i].fn)(
 		    srv, srv->on_drain[i].arg);
@@ -88,18 +113,21 @@ void
 drain_stop(struct graced_server *srv, const char *why)
 {
 	struct timeval grace = seconds_tv(srv->cfg.first_byte_grace);
+	int fresh = srv->cfg.first_byte_grace <= 0;
 
 	if (srv->state != GRACED_DRAINING)
 		return;
-	srv->state = GRACED_STOPPING;
 	srv->stopping_ms = now_ms();
+	set_state(srv, GRACED_STOPPING);
 	event_del(srv->delay_ev);
 	log_transition(srv, "drain_stop", "why", why, srv->drain_ms);
-	worker_stop_listening(srv->worker);
-	worker_close_idle(srv->worker, srv->cfg.first_byte_grace <= 0);
-	if (srv->cfg.first_byte_grace > 0)
+	/* Every worker empties its queue before any listener closes: with
+	 * SO_REUSEPORT, closing one listener resets its own queue. */
+	send_all(srv,
+	    WORKER_STOP_ACCEPT |
+	        (fresh ? WORKER_CLOSE_FRESH : WORKER_CLOSE_IDLE));
+	if (!fresh)
 		event_add(srv->grace_ev, &grace);
-	drain_check(srv);
 }
 
 static void
@@ -108,12 +136,12 @@ drain_finish(struct graced_server *srv)
 	uint64_t deadline =
 	    srv->drain_ms + (uint64_t)(srv->cfg.shutdown_timeout * 1000);
 	uint64_t now = now_ms();
-	double left = srv->drain_ms == 0 ? srv->cfg.shutdown_timeout :
-	    now < deadline               ? (double)(deadline - now) / 1000.0 :
-	                                   0;
+	double left = srv->cfg.shutdown_timeout;
 
-	srv->state = GRACED_STOPPED;
+	if (srv->drain_ms != 0)
+		left = now < deadline ? (double)(deadline - now) / 1000.0 : 0;
 	srv->stopped_ms = now;
+	set_state(srv, GRACED_STOPPED);
 	event_del(srv->delay_ev);
 	event_del(srv->timeout_ev);
 	event_del(srv->grace_ev);
@@ -130,17 +158,41 @@ drain_finish(struct graced_server *srv)
 	event_base_loopexit(srv->base, NULL);
 }
 
+static void
+finish_cut_off(struct graced_server *srv)
+{
+	uint64_t cut = 0;
+
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		cut += COUNTER_GET(&srv->workers[i]->metrics.cut_off);
+	srv->cut_off = cut;
+	if (cut > 0)
+		srv->exit_status = 1;
+	log_event("cut_off",
+	    json_pack(
+	        "{s:s,s:I}", "why", srv->cut_why, "requests", (json_int_t)cut));
+	drain_finish(srv);
+}
+
 void
 drain_check(struct graced_server *srv)
 {
-	struct worker *w = srv->worker;
-
-	if (srv->state != GRACED_STOPPING || srv->cutting)
+	if (srv->state != GRACED_STOPPING)
 		return;
-	if (w->lfd >= 0)
+	if (srv->cutting) {
+		if (all_workers(srv, offsetof(struct worker, cut_done)))
+			finish_cut_off(srv);
+		return;
+	}
+	if (!srv->close_sent &&
+	    all_workers(srv, offsetof(struct worker, queue_empty))) {
+		srv->close_sent = 1;
+		send_all(srv, WORKER_CLOSE_LISTENER);
+	}
+	if (!all_workers(srv, offsetof(struct worker, listener_closed)))
 		return;
 	admin_release(srv->admin);
-	if (w->nconns > 0 || w->new_head != NULL)
+	if (server_connections(srv) > 0)
 		return;
 	drain_finish(srv);
 }
@@ -148,23 +200,15 @@ drain_check(struct graced_server *srv)
 void
 drain_cut_off(struct graced_server *srv, const char *why)
 {
-	unsigned cut;
-
-	if (srv->state == GRACED_STOPPED)
+	if (srv->state == GRACED_STOPPED || srv->cutting)
 		return;
 	if (srv->state < GRACED_STOPPING) {
-		srv->state = GRACED_STOPPING;
 		srv->stopping_ms = now_ms();
+		set_state(srv, GRACED_STOPPING);
 	}
 	srv->cutting = 1;
-	cut = worker_cut_off(srv->worker);
-	srv->cutting = 0;
-	srv->cut_off += cut;
-	if (cut > 0)
-		srv->exit_status = 1;
-	log_event("cut_off",
-	    json_pack("{s:s,s:I}", "why", why, "requests", (json_int_t)cut));
-	drain_finish(srv);
+	srv->cut_why = why;
+	send_all(srv, WORKER_CUT_OFF);
 }
 
 uint64_t
@@ -173,7 +217,7 @@ drain_ms_left(const struct graced_server *srv)
 	uint64_t end = srv->drain_ms + (uint64_t)(srv->cfg.drain_delay * 1000);
 	uint64_t now = now_ms();
 
-	if (srv->state != GRACED_DRAINING || now >= end)
+	if (server_state(srv) != GRACED_DRAINING || now >= end)
 		return 0;
 	return end - now;
 }

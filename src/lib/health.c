@@ -6,22 +6,31 @@
 #include "health.h"
 #include "metrics.h"
 #include "server.h"
+#include "util.h"
 #include "worker.h"
 
 json_t *
 health_body(struct graced_server *srv, int *status)
 {
-	json_t *body;
+	enum graced_state state = server_state(srv);
+	json_t *body, *workers = json_array();
 
-	*status = srv->state == GRACED_SERVING ? 200 : 503;
-	body = json_pack("{s:s,s:s,s:I,s:I}", "status",
-	    srv->state == GRACED_SERVING      ? "ok" :
-	        srv->state == GRACED_STARTING ? "starting" :
-	                                        "draining",
-	    "state", graced_state_name(srv->state), "connections",
-	    (json_int_t)srv->worker->nconns, "in_flight",
-	    (json_int_t)srv->worker->in_flight);
-	if (body != NULL && srv->state == GRACED_DRAINING)
+	*status = state == GRACED_SERVING ? 200 : 503;
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		const struct worker *w = srv->workers[i];
+		json_array_append_new(workers,
+		    json_pack("{s:I,s:I}", "connections",
+		        (json_int_t)COUNTER_GET(&w->nconns), "in_flight",
+		        (json_int_t)COUNTER_GET(&w->in_flight)));
+	}
+	body = json_pack("{s:s,s:s,s:I,s:I,s:o}", "status",
+	    state == GRACED_SERVING      ? "ok" :
+	        state == GRACED_STARTING ? "starting" :
+	                                   "draining",
+	    "state", graced_state_name(state), "connections",
+	    (json_int_t)server_connections(srv), "in_flight",
+	    (json_int_t)server_in_flight(srv), "workers", workers);
+	if (body != NULL && state == GRACED_DRAINING)
 		json_object_set_new(body, "drain_ms_left",
 		    json_integer((json_int_t)drain_ms_left(srv)));
 	return body;

@@ -1,6 +1,7 @@
 /* Counters are plain per-worker arrays, written only by their worker's loop
  * and summed when /metrics is read. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "graced.h"
@@ -60,23 +61,27 @@ metrics_count(struct metrics *m, size_t route, int status)
 			i = k;
 			break;
 		}
-	m->requests[route][i]++;
+	COUNTER_ADD(&m->requests[route][i], 1);
 }
 
 static void
 render_requests(struct graced_server *srv, struct evbuffer *out)
 {
-	const struct metrics *m = &srv->worker->metrics;
+	size_t nroutes = srv->router.nroutes + 1;
 
 	evbuffer_add_printf(out,
 	    "# HELP graced_requests_total Requests answered, by route and "
 	    "status (code=\"aborted\": ended without a reply).\n"
 	    "# TYPE graced_requests_total counter\n");
-	for (size_t r = 0; r < m->nroutes; r++) {
+	for (size_t r = 0; r < nroutes; r++) {
 		const struct graced_route *rt = router_route(&srv->router, r);
 		for (size_t i = 0; i < METRICS_NCODES; i++) {
+			uint64_t n = 0;
 			char code[16];
-			if (m->requests[r][i] == 0)
+			for (unsigned k = 0; k < srv->nworkers; k++)
+				n += COUNTER_GET(
+				    &srv->workers[k]->metrics.requests[r][i]);
+			if (n == 0)
 				continue;
 			if (i == METRICS_ABORTED)
 				snprintf(code, sizeof(code), "aborted");
@@ -88,39 +93,53 @@ render_requests(struct graced_server *srv, struct evbuffer *out)
 			    "graced_requests_total{method="
 			    "\"%s\",path=\"%s\",code=\"%s\"} %llu\n",
 			    rt ? rt->method : "", rt ? rt->path : "unmatched",
-			    code, (unsigned long long)m->requests[r][i]);
+			    code, (unsigned long long)n);
 		}
+	}
+}
+
+/* One gauge or counter per worker, read from the field at offset off. */
+static void
+render_per_worker(struct graced_server *srv, struct evbuffer *out,
+    const char *name, const char *help, const char *type, size_t off, int wide)
+{
+	evbuffer_add_printf(
+	    out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		const char *field = (const char *)srv->workers[i] + off;
+		unsigned long long v = wide ?
+		    COUNTER_GET((const uint64_t *)field) :
+		    COUNTER_GET((const unsigned *)field);
+		evbuffer_add_printf(
+		    out, "%s{worker=\"%u\"} %llu\n", name, i, v);
 	}
 }
 
 void
 metrics_render(struct graced_server *srv, struct evbuffer *out)
 {
-	const struct worker *w = srv->worker;
+	enum graced_state state = server_state(srv);
 	uint64_t now = now_ms();
 
 	render_requests(srv, out);
+	render_per_worker(srv, out, "graced_in_flight_requests",
+	    "Requests held by handlers.", "gauge",
+	    offsetof(struct worker, in_flight), 0);
+	render_per_worker(srv, out, "graced_connections",
+	    "Open client connections.", "gauge",
+	    offsetof(struct worker, nconns), 0);
+	render_per_worker(srv, out, "graced_connections_accepted_total",
+	    "Connections accepted.", "counter",
+	    offsetof(struct worker, metrics.accepted), 1);
+	render_per_worker(srv, out, "graced_requests_cut_off_total",
+	    "Requests cut off at stop.", "counter",
+	    offsetof(struct worker, metrics.cut_off), 1);
 	evbuffer_add_printf(out,
-	    "# HELP graced_in_flight_requests Requests held by handlers.\n"
-	    "# TYPE graced_in_flight_requests gauge\n"
-	    "graced_in_flight_requests %u\n"
-	    "# HELP graced_connections Open client connections.\n"
-	    "# TYPE graced_connections gauge\n"
-	    "graced_connections %u\n"
-	    "# HELP graced_connections_accepted_total Connections accepted.\n"
-	    "# TYPE graced_connections_accepted_total counter\n"
-	    "graced_connections_accepted_total %llu\n"
-	    "# HELP graced_requests_cut_off_total Requests cut off at stop.\n"
-	    "# TYPE graced_requests_cut_off_total counter\n"
-	    "graced_requests_cut_off_total %llu\n"
 	    "# HELP graced_state 1 for the state the server is in.\n"
-	    "# TYPE graced_state gauge\n",
-	    w->in_flight, w->nconns, (unsigned long long)w->metrics.accepted,
-	    (unsigned long long)w->metrics.cut_off);
+	    "# TYPE graced_state gauge\n");
 	for (int s = GRACED_STARTING; s <= GRACED_STOPPED; s++)
 		evbuffer_add_printf(out, "graced_state{state=\"%s\"} %d\n",
-		    graced_state_name((enum graced_state)s),
-		    (int)srv->state == s);
+		    graced_state_name((enum graced_state)s), (int)state == s);
 	evbuffer_add_printf(out,
 	    "# HELP graced_drain_seconds Time spent in each drain phase so "
 	    "far.\n# TYPE graced_drain_seconds gauge\n"

@@ -2,17 +2,20 @@
  * are served by the worker; the drain's transitions live in drain.c. */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "admin.h"
 #include "health.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
+#include "util.h"
 #include "worker.h"
 
 static void
@@ -38,19 +41,72 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	worker_close_idle(srv->worker, 1);
-	drain_check(srv);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		worker_send(srv->workers[i], WORKER_CLOSE_FRESH);
+}
+
+static void
+check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	drain_check(arg);
+}
+
+void
+server_wake(struct graced_server *srv)
+{
+	event_active(srv->check_ev, EV_TIMEOUT, 0);
+}
+
+unsigned
+server_connections(const struct graced_server *srv)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		n += COUNTER_GET(&srv->workers[i]->nconns);
+	return n;
+}
+
+unsigned
+server_in_flight(const struct graced_server *srv)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		n += COUNTER_GET(&srv->workers[i]->in_flight);
+	return n;
+}
+
+struct event_base *
+server_base_new(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base = NULL;
+
+	if (ec == NULL)
+		return NULL;
+	/* Coalesces evhttp's epoll_ctl calls; ignored by other backends. */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	/* Priority 0 runs before evhttp's I/O (priority 1). */
+	if (base != NULL && event_base_priority_init(base, 2) < 0) {
+		event_base_free(base);
+		base = NULL;
+	}
+	return base;
 }
 
 struct graced_server *
 graced_server_new(const struct graced_config *cfg)
 {
 	struct graced_server *srv = calloc(1, sizeof(*srv));
-	struct event_config *ec = event_config_new();
 	int rc;
 
-	if (srv == NULL || ec == NULL)
-		goto fail;
+	if (srv == NULL)
+		return NULL;
 	srv->cfg = *cfg;
 	rc = log_setup(cfg);
 	if (rc < 0) {
@@ -59,24 +115,24 @@ graced_server_new(const struct graced_config *cfg)
 		        "error", strerror(-rc)));
 		goto fail;
 	}
-	/* Coalesces evhttp's epoll_ctl calls; ignored by other backends. */
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	srv->base = event_base_new_with_config(ec);
-	if (srv->base == NULL || event_base_priority_init(srv->base, 2) < 0)
+	/* Workers are woken from the main thread: libevent needs its locks
+	 * before any loop is made. */
+	if (evthread_use_pthreads() < 0)
+		goto fail;
+	srv->base = server_base_new();
+	if (srv->base == NULL)
 		goto fail;
 	srv->delay_ev = evtimer_new(srv->base, delay_cb, srv);
 	srv->timeout_ev = evtimer_new(srv->base, timeout_cb, srv);
 	srv->grace_ev = evtimer_new(srv->base, grace_cb, srv);
+	srv->check_ev = event_new(srv->base, -1, 0, check_cb, srv);
 	if (srv->delay_ev == NULL || srv->timeout_ev == NULL ||
-	    srv->grace_ev == NULL)
+	    srv->grace_ev == NULL || srv->check_ev == NULL)
 		goto fail;
 	/* A client that goes away must not kill the process. */
 	signal(SIGPIPE, SIG_IGN);
-	event_config_free(ec);
 	return srv;
 fail:
-	if (ec != NULL)
-		event_config_free(ec);
 	graced_server_free(srv);
 	return NULL;
 }
@@ -121,39 +177,95 @@ start_failed(const char *err, int rc)
 	return rc;
 }
 
+/* Opens one listener per worker, all on the same port (SO_REUSEPORT when
+ * there are several). Returns 0 or a negative errno with err set. */
+static int
+open_listeners(struct graced_server *srv, int *fds, char *err, size_t len)
+{
+	struct config_addr addr = srv->cfg.listen;
+	int reuse = srv->nworkers > 1;
+
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		fds[i] = listener_open(&addr, reuse, err, len);
+		if (fds[i] < 0) {
+			int rc = fds[i];
+			while (i-- > 0)
+				close(fds[i]);
+			return rc;
+		}
+		if (i == 0) {
+			/* Port 0: the others join the port the first got. */
+			const char *colon;
+			listener_address(
+			    fds[0], srv->address[0], sizeof(srv->address[0]));
+			colon = strrchr(srv->address[0], ':');
+			snprintf(addr.port, sizeof(addr.port), "%s", colon + 1);
+		}
+	}
+	return 0;
+}
+
 int
 graced_server_start(struct graced_server *srv)
 {
 	char err[512];
-	int pfd = -1, afd = -1, rc;
+	int *fds = NULL, afd = -1, rc;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (srv->state != GRACED_STARTING)
 		return -EBUSY;
 	rc = router_add(&srv->router, health_routes, health_nroutes, NULL);
 	if (rc < 0)
 		return start_failed("too many route tables", rc);
-	srv->worker = worker_new(srv, srv->base);
-	if (srv->worker == NULL)
+	srv->nworkers = srv->cfg.workers ? srv->cfg.workers :
+	    cpus > 0                     ? (unsigned)cpus :
+	                                   1;
+	srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
+	fds = calloc(srv->nworkers, sizeof(*fds));
+	if (srv->workers == NULL || fds == NULL) {
+		free(fds);
 		return start_failed("out of memory", -ENOMEM);
-	pfd = listener_open(&srv->cfg.listen, 0, err, sizeof(err));
-	if (pfd < 0)
-		return start_failed(err, pfd);
+	}
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		srv->workers[i] = worker_new(srv, i);
+		if (srv->workers[i] == NULL) {
+			free(fds);
+			return start_failed("out of memory", -ENOMEM);
+		}
+	}
+	rc = open_listeners(srv, fds, err, sizeof(err));
+	if (rc < 0) {
+		free(fds);
+		return start_failed(err, rc);
+	}
 	afd = listener_open(&srv->cfg.admin_listen, 0, err, sizeof(err));
 	if (afd < 0) {
-		close(pfd);
+		for (unsigned i = 0; i < srv->nworkers; i++)
+			close(fds[i]);
+		free(fds);
 		return start_failed(err, afd);
 	}
-	listener_address(pfd, srv->address[0], sizeof(srv->address[0]));
 	listener_address(afd, srv->address[1], sizeof(srv->address[1]));
-	rc = worker_listen(srv->worker, pfd);
-	if (rc < 0) {
-		close(pfd);
-		close(afd);
-		return start_failed("cannot serve the listener", rc);
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		rc = worker_listen(srv->workers[i], fds[i]);
+		if (rc < 0) {
+			/* Workers that listen already close theirs in free. */
+			for (unsigned k = i; k < srv->nworkers; k++)
+				close(fds[k]);
+			close(afd);
+			free(fds);
+			return start_failed("cannot serve the listener", rc);
+		}
 	}
+	free(fds);
 	srv->admin = admin_new(srv, afd);
 	if (srv->admin == NULL)
 		return start_failed("cannot serve the admin listener", -ENOMEM);
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		rc = worker_start(srv->workers[i]);
+		if (rc < 0)
+			return start_failed("cannot start a worker thread", rc);
+	}
 	drain_serving(srv);
 	return 0;
 }
@@ -164,6 +276,8 @@ graced_server_run(struct graced_server *srv)
 	if (srv->state == GRACED_STARTING)
 		return -EINVAL;
 	event_base_dispatch(srv->base);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		worker_join(srv->workers[i]);
 	return srv->exit_status;
 }
 
@@ -196,7 +310,7 @@ graced_server_reopen_log(struct graced_server *srv)
 enum graced_state
 graced_server_state(const struct graced_server *srv)
 {
-	return srv->state;
+	return server_state(srv);
 }
 
 struct event_base *
@@ -218,7 +332,9 @@ graced_server_free(struct graced_server *srv)
 {
 	if (srv == NULL)
 		return;
-	worker_free(srv->worker);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		worker_free(srv->workers[i]);
+	free(srv->workers);
 	admin_free(srv->admin);
 	if (srv->delay_ev)
 		event_free(srv->delay_ev);
@@ -226,6 +342,8 @@ graced_server_free(struct graced_server *srv)
 		event_free(srv->timeout_ev);
 	if (srv->grace_ev)
 		event_free(srv->grace_ev);
+	if (srv->check_ev)
+		event_free(srv->check_ev);
 	if (srv->base)
 		event_base_free(srv->base);
 	log_close();

@@ -23,26 +23,46 @@ struct server_hook {
 struct graced_server {
 	struct graced_config cfg;
 	struct event_base *base; /* main loop: signals, timers, admin */
-	struct worker *worker;   /* the event loop that serves requests */
+	struct worker **workers; /* the loops that serve requests */
+	unsigned nworkers;
 	struct admin *admin;
 	struct router router;
-	enum graced_state state;
+	enum graced_state state; /* written by the main loop only */
 	struct server_hook on_drain[SERVER_MAX_HOOKS];
 	struct server_hook on_stop[SERVER_MAX_HOOKS];
 	unsigned ndrain_hooks, nstop_hooks;
 	struct event *delay_ev;   /* drain delay over: DRAINING->STOPPING */
 	struct event *timeout_ev; /* shutdown timeout: cut off */
 	struct event *grace_ev;   /* first-byte grace over */
+	struct event *check_ev;   /* a worker reported progress */
 	unsigned drain_requests;  /* drain signals received */
+	int close_sent;           /* workers told to close their listeners */
+	int cutting;              /* workers told to cut off */
+	const char *cut_why;      /* ... and why */
 	uint64_t started_ms;      /* SERVING since */
 	uint64_t drain_ms;        /* DRAINING since */
 	uint64_t stopping_ms;     /* STOPPING since */
 	uint64_t stopped_ms;      /* STOPPED since */
 	uint64_t cut_off;         /* requests cut off at stop */
-	int cutting;              /* inside drain_cut_off */
 	int exit_status;
 	char address[2][300]; /* bound public and admin addresses */
 };
+
+/* The state, from any thread. */
+static inline enum graced_state
+server_state(const struct graced_server *srv)
+{
+	return __atomic_load_n(&srv->state, __ATOMIC_ACQUIRE);
+}
+
+/* Makes an event loop with the library's settings (epoll changelist, two
+ * priorities). */
+struct event_base *server_base_new(void);
+/* Wakes the main loop to look at the workers' progress (any thread). */
+void server_wake(struct graced_server *srv);
+/* Totals over the workers (any thread). */
+unsigned server_connections(const struct graced_server *srv);
+unsigned server_in_flight(const struct graced_server *srv);
 
 /* Called by workers and the admin listener as their part of the drain
  * progresses; see drain.c. */

@@ -35,4 +35,14 @@ seconds_tv(double s)
 	return tv;
 }
 
+/* Counters written by one thread and read by others: a relaxed atomic load
+ * and store, no locked read-modify-write on the hot path. */
+#define COUNTER_ADD(p, n)                                                   \
+	__atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (n), \
+	    __ATOMIC_RELAXED)
+#define COUNTER_GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+/* Flags and states handed from one thread to another. */
+#define SHARED_SET(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define SHARED_GET(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+
 #endif

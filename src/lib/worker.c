@@ -1,6 +1,9 @@
-/* A worker: one event loop's evhttp, its listener and its share of the drain.
- * All calls on a worker's connections are made from its own loop. */
+/* A worker: one event loop on a thread of its own, with its evhttp, its
+ * SO_REUSEPORT listener and its share of the drain. Every call on its
+ * connections is made from its own loop; the main loop only sends commands
+ * (worker_send) and reads the counters. */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -50,7 +53,7 @@ worker_dispatch(struct evhttp_request *req, void *arg)
 	}
 	conn_request_begin(r, req);
 	r->route = w->srv->router.nroutes;
-	if (w->srv->state >= GRACED_DRAINING)
+	if (server_state(w->srv) >= GRACED_DRAINING)
 		request_set_close(req);
 	if (r->overloaded) {
 		request_set_close(req);
@@ -93,26 +96,130 @@ close_listener(struct worker *w)
 		event_del(w->backoff_ev);
 }
 
+/* Tells the main loop that something it waits for may have happened. */
+static void
+report(struct worker *w)
+{
+	server_wake(w->srv);
+}
+
 static void
 close_check_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	int queued;
 
 	(void)fd;
 	(void)what;
 	if (w->lfd < 0)
 		return;
-	queued = listener_queue_len(w->lfd);
 	/* While connections wait, the listener's accept callback runs and
 	 * (through conn_bevcb) brings us back here. */
-	if (queued > 0)
+	if (listener_queue_len(w->lfd) > 0)
+		return;
+	if (!SHARED_GET(&w->queue_empty)) {
+		SHARED_SET(&w->queue_empty, 1);
+		report(w);
+	}
+	if (!w->close_wanted)
 		return;
 	close_listener(w);
 	log_event("listener_closed",
-	    json_pack("{s:I,s:I}", "connections", (json_int_t)w->nconns,
-	        "in_flight", (json_int_t)w->in_flight));
-	drain_check(w->srv);
+	    json_pack("{s:I,s:I,s:I}", "worker", (json_int_t)w->id,
+	        "connections", (json_int_t)w->nconns, "in_flight",
+	        (json_int_t)w->in_flight));
+	SHARED_SET(&w->listener_closed, 1);
+	report(w);
+}
+
+static void
+stop_accepting(struct worker *w)
+{
+	int rc;
+
+	if (w->lfd < 0)
+		return;
+	rc = listener_block_syns(w->lfd);
+	if (rc < 0)
+		log_event("syn_filter_failed",
+		    json_pack("{s:s}", "error", strerror(-rc)));
+	w->closing = 1;
+	event_active(w->close_check_ev, EV_TIMEOUT, 0);
+}
+
+static void
+close_idle(struct worker *w, int fresh)
+{
+	for (size_t i = 0; i < w->conns_cap; i++) {
+		struct graced_request *r = w->conns[i];
+		if (r != NULL &&
+		    (conn_is_idle(r) || (fresh && conn_is_fresh(r))))
+			evhttp_connection_free(r->evcon);
+	}
+}
+
+static void
+cut_off(struct worker *w)
+{
+	unsigned cut = 0;
+
+	close_listener(w);
+	SHARED_SET(&w->listener_closed, 1);
+	for (size_t i = 0; i < w->conns_cap; i++) {
+		struct graced_request *r = w->conns[i];
+		if (r == NULL)
+			continue;
+		if (r->req != NULL || r->rx_pending)
+			cut++;
+		evhttp_connection_free(r->evcon);
+	}
+	COUNTER_ADD(&w->metrics.cut_off, cut);
+	SHARED_SET(&w->cut_done, 1);
+	report(w);
+}
+
+/* Replies not sent yet will close the connection. A reply already sent
+ * promised keep-alive in its headers: closing after it would turn the next
+ * request into an EOF, so that connection gets "close" on its next request
+ * instead. */
+static void
+mark_close(struct worker *w)
+{
+	for (size_t i = 0; i < w->conns_cap; i++) {
+		struct graced_request *r = w->conns[i];
+		if (r != NULL && r->req != NULL && !r->replied)
+			request_set_close(r->req);
+	}
+}
+
+static void
+cmd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	unsigned cmds = __atomic_exchange_n(&w->cmds, 0, __ATOMIC_ACQ_REL);
+
+	(void)fd;
+	(void)what;
+	if (cmds & WORKER_DRAIN)
+		mark_close(w);
+	if (cmds & WORKER_STOP_ACCEPT)
+		stop_accepting(w);
+	if (cmds & WORKER_CLOSE_LISTENER) {
+		w->close_wanted = 1;
+		event_active(w->close_check_ev, EV_TIMEOUT, 0);
+	}
+	if (cmds & (WORKER_CLOSE_IDLE | WORKER_CLOSE_FRESH))
+		close_idle(w, (cmds & WORKER_CLOSE_FRESH) != 0);
+	if (cmds & WORKER_CUT_OFF)
+		cut_off(w);
+	if (cmds & (WORKER_CLOSE_IDLE | WORKER_CLOSE_FRESH))
+		report(w);
+}
+
+void
+worker_send(struct worker *w, unsigned cmds)
+{
+	__atomic_or_fetch(&w->cmds, cmds, __ATOMIC_ACQ_REL);
+	event_active(w->cmd_ev, EV_TIMEOUT, 0);
 }
 
 static void
@@ -162,7 +269,7 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 }
 
 struct worker *
-worker_new(struct graced_server *srv, struct event_base *base)
+worker_new(struct graced_server *srv, unsigned id)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	struct timeval idle = seconds_tv(srv->cfg.idle_timeout);
@@ -172,14 +279,20 @@ worker_new(struct graced_server *srv, struct event_base *base)
 	if (w == NULL)
 		return NULL;
 	w->srv = srv;
-	w->base = base;
+	w->id = id;
 	w->lfd = -1;
-	w->http = evhttp_new(base);
-	w->adopt_ev = event_new(base, -1, 0, conn_adopt_cb, w);
-	w->close_check_ev = event_new(base, -1, 0, close_check_cb, w);
-	w->sweep_ev = event_new(base, -1, EV_PERSIST, sweep_cb, w);
-	w->backoff_ev = event_new(base, -1, 0, backoff_cb, w);
-	if (w->http == NULL || w->adopt_ev == NULL ||
+	w->base = server_base_new();
+	if (w->base == NULL) {
+		free(w);
+		return NULL;
+	}
+	w->http = evhttp_new(w->base);
+	w->adopt_ev = event_new(w->base, -1, 0, conn_adopt_cb, w);
+	w->cmd_ev = event_new(w->base, -1, 0, cmd_cb, w);
+	w->close_check_ev = event_new(w->base, -1, 0, close_check_cb, w);
+	w->sweep_ev = event_new(w->base, -1, EV_PERSIST, sweep_cb, w);
+	w->backoff_ev = event_new(w->base, -1, 0, backoff_cb, w);
+	if (w->http == NULL || w->adopt_ev == NULL || w->cmd_ev == NULL ||
 	    w->close_check_ev == NULL || w->sweep_ev == NULL ||
 	    w->backoff_ev == NULL ||
 	    metrics_init(&w->metrics, srv->router.nroutes + 1) < 0) {
@@ -187,6 +300,7 @@ worker_new(struct graced_server *srv, struct event_base *base)
 		return NULL;
 	}
 	event_priority_set(w->adopt_ev, 0);
+	event_priority_set(w->cmd_ev, 0);
 	evhttp_set_bevcb(w->http, conn_bevcb, w);
 	evhttp_set_gencb(w->http, worker_dispatch, w);
 	evhttp_set_timeout_tv(w->http, &idle);
@@ -218,64 +332,41 @@ worker_listen(struct worker *w, evutil_socket_t fd)
 	return 0;
 }
 
-void
-worker_drain_begin(struct worker *w)
+static void *
+worker_main(void *arg)
 {
-	/* A reply already sent promised keep-alive in its headers: closing
-	 * after it would turn the next request into an EOF. That connection
-	 * gets "close" on its next request instead. */
-	for (size_t i = 0; i < w->conns_cap; i++) {
-		struct graced_request *r = w->conns[i];
-		if (r != NULL && r->req != NULL && !r->replied)
-			request_set_close(r->req);
-	}
+	struct worker *w = arg;
+
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
 }
 
-void
-worker_stop_listening(struct worker *w)
+int
+worker_start(struct worker *w)
 {
+	sigset_t all, old;
 	int rc;
 
-	if (w->lfd < 0)
-		return;
-	rc = listener_block_syns(w->lfd);
-	if (rc < 0) {
-		log_event("syn_filter_failed",
-		    json_pack("{s:s}", "error", strerror(-rc)));
-		close_listener(w);
-		return;
-	}
-	w->closing = 1;
-	event_active(w->close_check_ev, EV_TIMEOUT, 0);
+	/* Signals belong to the main loop: the thread starts with them
+	 * blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&w->thread, NULL, worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return -rc;
+	w->running = 1;
+	return 0;
 }
 
 void
-worker_close_idle(struct worker *w, int fresh)
+worker_join(struct worker *w)
 {
-	for (size_t i = 0; i < w->conns_cap; i++) {
-		struct graced_request *r = w->conns[i];
-		if (r != NULL &&
-		    (conn_is_idle(r) || (fresh && conn_is_fresh(r))))
-			evhttp_connection_free(r->evcon);
-	}
-}
-
-unsigned
-worker_cut_off(struct worker *w)
-{
-	unsigned cut = 0;
-
-	close_listener(w);
-	for (size_t i = 0; i < w->conns_cap; i++) {
-		struct graced_request *r = w->conns[i];
-		if (r == NULL)
-			continue;
-		if (r->req != NULL || r->rx_pending)
-			cut++;
-		evhttp_connection_free(r->evcon);
-	}
-	w->metrics.cut_off += cut;
-	return cut;
+	if (w == NULL || !w->running)
+		return;
+	event_base_loopexit(w->base, NULL);
+	pthread_join(w->thread, NULL);
+	w->running = 0;
 }
 
 void
@@ -283,12 +374,15 @@ worker_free(struct worker *w)
 {
 	if (w == NULL)
 		return;
+	worker_join(w);
 	/* evhttp_free runs every close callback, which empties conns. */
 	if (w->http != NULL)
 		evhttp_free(w->http);
 	conn_adopt_cb(-1, 0, w);
 	if (w->adopt_ev)
 		event_free(w->adopt_ev);
+	if (w->cmd_ev)
+		event_free(w->cmd_ev);
 	if (w->close_check_ev)
 		event_free(w->close_check_ev);
 	if (w->sweep_ev)
@@ -297,5 +391,7 @@ worker_free(struct worker *w)
 		event_free(w->backoff_ev);
 	metrics_free(&w->metrics);
 	free(w->conns);
+	if (w->base)
+		event_base_free(w->base);
 	free(w);
 }

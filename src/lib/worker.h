@@ -4,6 +4,7 @@
 #ifndef GRACED_WORKER_H
 #define GRACED_WORKER_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -38,9 +39,23 @@ struct graced_request {
 	unsigned overloaded : 1; /* accepted past max-connections */
 };
 
+/* Commands from the main loop (bits of worker.cmds), carried out on the
+ * worker's own loop in this order. */
+enum {
+	WORKER_DRAIN = 1 << 0,          /* replies in flight will close */
+	WORKER_STOP_ACCEPT = 1 << 1,    /* drop new SYNs, accept the queue */
+	WORKER_CLOSE_LISTENER = 1 << 2, /* close it once its queue is empty */
+	WORKER_CLOSE_IDLE = 1 << 3,     /* close idle keep-alive connections */
+	WORKER_CLOSE_FRESH = 1 << 4,    /* ... and those that never spoke */
+	WORKER_CUT_OFF = 1 << 5,        /* close everything */
+};
+
 struct worker {
 	struct graced_server *srv;
-	struct event_base *base;
+	unsigned id;
+	struct event_base *base; /* this worker's own loop */
+	pthread_t thread;
+	int running; /* thread started, not joined */
 	struct evhttp *http;
 	struct evconnlistener *listener;
 	struct evhttp_bound_socket *bound;
@@ -49,29 +64,32 @@ struct worker {
 	size_t conns_cap;
 	struct graced_request *new_head; /* accepted, not adopted yet */
 	struct event *adopt_ev;          /* priority 0: adopt new connections */
+	struct event *cmd_ev;            /* the main loop sent commands */
 	struct event *close_check_ev; /* listener closing: queue empty yet? */
 	struct event *sweep_ev;       /* request-timeout sweep */
 	struct event *backoff_ev;     /* accept paused after EMFILE */
-	unsigned nconns;              /* open connections */
-	unsigned in_flight;           /* requests held by handlers */
 	int closing;                  /* listener is draining its queue */
+	int close_wanted;             /* close the listener once empty */
+	unsigned cmds;                /* pending commands (atomic) */
+	/* Written by the worker, read by the main thread (util.h macros). */
+	unsigned nconns;    /* open connections, adopting or not */
+	unsigned in_flight; /* requests held by handlers */
+	int queue_empty;    /* the closing listener's queue is empty */
+	int listener_closed;
+	int cut_done; /* WORKER_CUT_OFF carried out */
 	struct metrics metrics;
 };
 
-struct worker *worker_new(struct graced_server *srv, struct event_base *base);
+/* Makes worker id for srv with its own event loop. */
+struct worker *worker_new(struct graced_server *srv, unsigned id);
 /* Starts serving on the listening socket fd (taken over). 0 or -errno. */
 int worker_listen(struct worker *w, evutil_socket_t fd);
-/* DRAINING began: replies to requests in flight will close. */
-void worker_drain_begin(struct worker *w);
-/* STOPPING: stop accepting without resetting queued connections, then
- * report through drain_check(). */
-void worker_stop_listening(struct worker *w);
-/* Closes idle keep-alive connections; also the ones that never sent a byte
- * when fresh is set. */
-void worker_close_idle(struct worker *w, int fresh);
-/* Closes every connection and the listener. Returns the requests cut off
- * (in flight, or partly received). */
-unsigned worker_cut_off(struct worker *w);
+/* Runs the worker's loop on a thread of its own. 0 or -errno. */
+int worker_start(struct worker *w);
+/* Sends commands (WORKER_* bits) from any thread. */
+void worker_send(struct worker *w, unsigned cmds);
+/* Stops the worker's loop and joins its thread. */
+void worker_join(struct worker *w);
 void worker_free(struct worker *w);
 
 /* Connection registry (conn.c). */

@@ -86,7 +86,7 @@ test_bad_values_name_the_flag(void **state)
 	expect_bad("max-body", "10T", "not a number");
 	expect_bad("max-body", "0", "out of range");
 	expect_bad("max-connections", "1K", "not a number");
-	expect_bad("workers", "0", "out of range");
+	expect_bad("workers", "257", "out of range");
 	expect_bad("listen", "8080", "HOST:PORT");
 	expect_bad("listen", ":8080", "HOST:PORT");
 	expect_bad("listen", "localhost:99999", "HOST:PORT");

@@ -5,13 +5,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "graced.h"
 #include "server.h"
+#include "worker.h"
 
 static struct graced_server *
-start(const char *delay)
+start_workers(const char *delay, const char *workers)
 {
 	struct graced_config *cfg = graced_config_new();
 	struct graced_server *srv;
@@ -26,6 +28,8 @@ start(const char *delay)
 	assert_int_equal(
 	    graced_config_set(cfg, "drain-delay", delay, err, sizeof(err)), 0);
 	assert_int_equal(
+	    graced_config_set(cfg, "workers", workers, err, sizeof(err)), 0);
+	assert_int_equal(
 	    graced_config_set(cfg, "log-file", "/dev/null", err, sizeof(err)),
 	    0);
 	srv = graced_server_new(cfg);
@@ -37,6 +41,12 @@ start(const char *delay)
 	assert_int_equal(graced_server_state(srv), GRACED_SERVING);
 	assert_non_null(strstr(graced_server_address(srv, 0), "127.0.0.1:"));
 	return srv;
+}
+
+static struct graced_server *
+start(const char *delay)
+{
+	return start_workers(delay, "1");
 }
 
 static void
@@ -97,6 +107,35 @@ test_delay_timer_ends_draining(void **state)
 }
 
 static void
+test_every_worker_closes_before_stopped(void **state)
+{
+	struct graced_server *srv = start_workers("0", "4");
+
+	(void)state;
+	assert_int_equal(srv->nworkers, 4);
+	graced_server_drain(srv, "test");
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
+	assert_int_equal(graced_server_run(srv), 0);
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		assert_int_equal(srv->workers[i]->listener_closed, 1);
+	graced_server_free(srv);
+}
+
+static void
+test_default_workers_is_online_cpus(void **state)
+{
+	struct graced_server *srv = start_workers("0", "0");
+
+	(void)state;
+	assert_int_equal(
+	    srv->nworkers, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	graced_server_stop_now(srv, "test");
+	assert_int_equal(graced_server_run(srv), 0);
+	graced_server_free(srv);
+}
+
+static void
 test_admin_drain_is_not_a_signal(void **state)
 {
 	struct graced_server *srv = start("60");
@@ -141,9 +180,12 @@ test_stop_now_from_serving(void **state)
 
 	(void)state;
 	graced_server_stop_now(srv, "test");
-	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+	/* The workers cut off on their own loops, then report. */
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
 	/* Nothing was in flight: nothing was cut off. */
 	assert_int_equal(graced_server_run(srv), 0);
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
 	graced_server_free(srv);
 }
 
@@ -184,6 +226,8 @@ main(void)
 		cmocka_unit_test(test_second_signal_skips_delay),
 		cmocka_unit_test(test_delay_zero_goes_straight_to_stopping),
 		cmocka_unit_test(test_delay_timer_ends_draining),
+		cmocka_unit_test(test_every_worker_closes_before_stopped),
+		cmocka_unit_test(test_default_workers_is_online_cpus),
 		cmocka_unit_test(test_admin_drain_is_not_a_signal),
 		cmocka_unit_test(test_transitions_only_go_forward),
 		cmocka_unit_test(test_stop_now_from_serving),

@@ -132,7 +132,8 @@ client_run(void *arg)
 }
 
 static int
-serve(struct app *app, struct client *c, const char *timeout)
+serve(
+    struct app *app, struct client *c, const char *timeout, const char *workers)
 {
 	struct graced_config *cfg = graced_config_new();
 	char err[256];
@@ -153,6 +154,8 @@ serve(struct app *app, struct client *c, const char *timeout)
 	assert_int_equal(
 	    graced_config_set(cfg, "log-file", "/dev/null", err, sizeof(err)),
 	    0);
+	assert_int_equal(
+	    graced_config_set(cfg, "workers", workers, err, sizeof(err)), 0);
 	app->srv = graced_server_new(cfg);
 	graced_config_free(cfg);
 	assert_non_null(app->srv);
@@ -181,7 +184,7 @@ test_async_reply_finishes_the_drain(void **state)
 	struct client c = { .len = 0 };
 
 	(void)state;
-	assert_int_equal(serve(&app, &c, "5"), 0);
+	assert_int_equal(serve(&app, &c, "5", "1"), 0);
 	assert_non_null(strstr(c.response, "HTTP/1.1 200"));
 	assert_non_null(strstr(c.response, "Connection: close"));
 	assert_non_null(strstr(c.response, "\r\n\r\nlater"));
@@ -201,12 +204,29 @@ test_held_request_is_cut_off_at_timeout(void **state)
 	struct client c = { .len = 0 };
 
 	(void)state;
-	assert_int_equal(serve(&app, &c, "0.3"), 1);
+	assert_int_equal(serve(&app, &c, "0.3", "1"), 1);
 	/* The client saw the connection close with no response at all. */
 	assert_int_equal(c.len, 0);
 	assert_int_equal(app.aborted, 1);
 	assert_int_equal(app.stops, 1);
 	assert_true(app.seconds_left < 0.1);
+}
+
+static void
+test_async_reply_with_two_workers(void **state)
+{
+	struct app app = { .reply = 1 };
+	struct client c = { .len = 0 };
+
+	(void)state;
+	/* The handler runs on a worker thread; the drain and the hooks run
+	 * on the main loop. */
+	assert_int_equal(serve(&app, &c, "5", "2"), 0);
+	assert_non_null(strstr(c.response, "HTTP/1.1 200"));
+	assert_non_null(strstr(c.response, "Connection: close"));
+	assert_int_equal(app.drains, 1);
+	assert_int_equal(app.stops, 1);
+	assert_int_equal(app.replied_before_stop, 1);
 }
 
 int
@@ -215,6 +235,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_async_reply_finishes_the_drain),
 		cmocka_unit_test(test_held_request_is_cut_off_at_timeout),
+		cmocka_unit_test(test_async_reply_with_two_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

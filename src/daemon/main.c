@@ -62,9 +62,8 @@ serve(int argc, char **argv)
 		graced_log("start_failed", json_pack("{s:s}", "cause", err));
 		goto out;
 	}
-	if (events_attach(d.events, d.srv) < 0 ||
-	    graced_server_start(d.srv) < 0)
-		goto out;
+	/* Signals are caught from before the listeners are bound: a SIGTERM
+	 * right after "serving" is logged must drain, not kill. */
 	for (size_t i = 0; i < 4; i++) {
 		sigev[i] = evsignal_new(
 		    graced_server_base(d.srv), signals[i], on_signal, &d);
@@ -73,6 +72,9 @@ serve(int argc, char **argv)
 		event_priority_set(sigev[i], 0);
 		event_add(sigev[i], NULL);
 	}
+	if (events_attach(d.events, d.srv) < 0 ||
+	    graced_server_start(d.srv) < 0)
+		goto out;
 	rc = graced_server_run(d.srv);
 out:
 	for (size_t i = 0; i < 4; i++)

@@ -30,9 +30,9 @@ class Graced:
         self.spool = spool or os.path.join(self.tmp.name, "events.jsonl")
         cmd = [GRACED, "serve", "--listen", "127.0.0.1:0",
                "--admin-listen", "127.0.0.1:0", "--spool", self.spool]
-        # GRACED_TEST_WORKERS runs every case with that many event loops.
-        workers = os.environ.get("GRACED_TEST_WORKERS")
-        if workers and not any(a.startswith("--workers") for a in args):
+        # One event loop unless GRACED_TEST_WORKERS says how many.
+        workers = os.environ.get("GRACED_TEST_WORKERS", "1")
+        if not any(a.startswith("--workers") for a in args):
             cmd += ["--workers", workers]
         cmd += list(args)
         full_env = {k: v for k, v in os.environ.items()

@@ -135,8 +135,11 @@ admin_dispatch(struct evhttp_request *req, void *arg)
 	if (strcmp(path, "/admin/drain") == 0 && cmd == EVHTTP_REQ_POST) {
 		drain(a, req);
 	} else if (strcmp(path, "/healthz") == 0 && get) {
-		json_t *body = health_body(a->srv, &status);
-		reply_json(req, status, body);
+		status = health_render(
+		    a->srv, evhttp_request_get_output_buffer(req));
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", "application/json");
+		evhttp_send_reply(req, status, NULL, NULL);
 	} else if (strcmp(path, "/livez") == 0 && get) {
 		reply_json(req, 200, json_pack("{s:s}", "status", "alive"));
 	} else if (strcmp(path, "/metrics") == 0 && get) {

@@ -3,13 +3,13 @@
 #define GRACED_HEALTH_H
 
 #include <stddef.h>
-#include <jansson.h>
+#include <event2/buffer.h>
 #include "graced.h"
 
 extern const struct graced_route health_routes[];
 extern const size_t health_nroutes;
 
-/* The /healthz body; *status is 200 while serving, 503 otherwise. */
-json_t *health_body(struct graced_server *srv, int *status);
+/* Appends the /healthz body to out; returns 200 while serving, else 503. */
+int health_render(struct graced_server *srv, struct evbuffer *out);
 
 #endif

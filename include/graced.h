@@ -4,8 +4,11 @@
  *
  * A server is made from a config, given routes and hooks, started (which
  * binds its listeners) and run (which returns once the drain is over).
- * Everything runs on the server's event loop: handlers, hooks and timers
- * the user adds to graced_request_base() are called from that loop only.
+ * Requests are served by workers, each an event loop on a thread of its
+ * own: a handler runs on the loop of the worker that accepted its
+ * connection, and timers it adds to graced_request_base() run there too.
+ * Hooks, the drain and graced_server_base() belong to the main loop, the
+ * thread that calls graced_server_run().
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -71,8 +74,8 @@ struct graced_route {
 	graced_handler_fn *fn;
 };
 
-/* Hooks. on_drain runs when draining begins, so long-lived responses can end
- * themselves; on_stop runs after the last request, before the loop exits,
+/* Hooks, on the main loop. on_drain runs when draining begins, so long-lived
+ * responses can end themselves (from their own worker's loop); on_stop runs after the last request, before the loop exits,
  * with the seconds left before the shutdown timeout. */
 typedef void graced_drain_fn(struct graced_server *srv, void *arg);
 typedef void graced_stop_fn(

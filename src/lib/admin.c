@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "health.h"
 #include "metrics.h"
+#include "request.h"
 #include "server.h"
 #include "util.h"
 #include "worker.h"
@@ -26,6 +27,7 @@ struct admin {
 	struct graced_server *srv;
 	struct evhttp *http;
 	struct waiter *waiters;
+	unsigned sending; /* released replies not flushed yet */
 };
 
 static void
@@ -40,7 +42,7 @@ reply_json(struct evhttp_request *req, int status, json_t *body)
 	if (text != NULL)
 		evbuffer_add(out, text, strlen(text));
 	free(text);
-	evhttp_send_reply(req, status, NULL, NULL);
+	request_send(req, status);
 }
 
 static void
@@ -75,6 +77,36 @@ listeners_closed(const struct graced_server *srv)
 	return 1;
 }
 
+/* A released reply is flushed, or its connection is gone: once none is
+ * left, a stopped server may leave its loop. */
+static void
+sent(struct admin *a)
+{
+	if (--a->sending == 0 && a->srv->state == GRACED_STOPPED)
+		event_base_loopexit(a->srv->base, NULL);
+}
+
+static void
+sent_gone(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	sent(arg);
+}
+
+static void
+sent_cb(struct evhttp_request *req, void *arg)
+{
+	evhttp_connection_set_closecb(
+	    evhttp_request_get_connection(req), NULL, NULL);
+	sent(arg);
+}
+
+unsigned
+admin_sending(const struct admin *a)
+{
+	return a == NULL ? 0 : a->sending;
+}
+
 void
 admin_release(struct admin *a)
 {
@@ -83,6 +115,10 @@ admin_release(struct admin *a)
 	while (a->waiters != NULL) {
 		struct evhttp_request *req = a->waiters->req;
 		waiter_unlink(a->waiters);
+		a->sending++;
+		evhttp_request_set_on_complete_cb(req, sent_cb, a);
+		evhttp_connection_set_closecb(
+		    evhttp_request_get_connection(req), sent_gone, a);
 		reply_json(req, 200,
 		    json_pack(
 		        "{s:s}", "state", graced_state_name(a->srv->state)));
@@ -139,14 +175,14 @@ admin_dispatch(struct evhttp_request *req, void *arg)
 		    a->srv, evhttp_request_get_output_buffer(req));
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Content-Type", "application/json");
-		evhttp_send_reply(req, status, NULL, NULL);
+		request_send(req, status);
 	} else if (strcmp(path, "/livez") == 0 && get) {
 		reply_json(req, 200, json_pack("{s:s}", "status", "alive"));
 	} else if (strcmp(path, "/metrics") == 0 && get) {
 		metrics_render(a->srv, evhttp_request_get_output_buffer(req));
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Content-Type", "text/plain; version=0.0.4");
-		evhttp_send_reply(req, 200, NULL, NULL);
+		request_send(req, 200);
 	} else if (strcmp(path, "/admin/drain") == 0) {
 		evhttp_add_header(
 		    evhttp_request_get_output_headers(req), "Allow", "POST");

@@ -11,6 +11,8 @@ struct admin;
 struct admin *admin_new(struct graced_server *srv, int fd);
 /* Answers the "drain --wait" requests once the listeners are closed. */
 void admin_release(struct admin *a);
+/* Released replies still being written; the loop exits when it is 0. */
+unsigned admin_sending(const struct admin *a);
 void admin_free(struct admin *a);
 
 #endif

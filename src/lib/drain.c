@@ -155,7 +155,14 @@ drain_finish(struct graced_server *srv)
 	        "stopping_ms",
 	        (json_int_t)(srv->stopping_ms ? now - srv->stopping_ms : 0),
 	        "cut_off", (json_int_t)srv->cut_off, "exit", srv->exit_status));
-	event_base_loopexit(srv->base, NULL);
+	/* The "drain --wait" replies go out first; admin.c ends the loop
+	 * when they have, and this bounds the wait. */
+	if (admin_sending(srv->admin) == 0) {
+		event_base_loopexit(srv->base, NULL);
+	} else {
+		struct timeval bound = { 1, 0 };
+		event_base_loopexit(srv->base, &bound);
+	}
 }
 
 static void

@@ -1,5 +1,6 @@
 /* Requests as the public API sees them, and every way to reply to one. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,24 @@ request_method_name(enum evhttp_cmd_type cmd)
 	case EVHTTP_REQ_PATCH: return "PATCH";
 	}
 	return "OTHER";
+}
+
+void
+request_send(struct evhttp_request *req, int status)
+{
+	/* libevent 2.1 writes the output buffer even for HEAD, and leaves out
+	 * its length: say the length, send no body. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		struct evbuffer *out = evhttp_request_get_output_buffer(req);
+		char len[32];
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(out));
+		evhttp_remove_header(
+		    evhttp_request_get_output_headers(req), "Content-Length");
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Length", len);
+		evbuffer_drain(out, evbuffer_get_length(out));
+	}
+	evhttp_send_reply(req, status, NULL, NULL);
 }
 
 void
@@ -94,7 +113,7 @@ graced_reply(struct graced_request *r, int status, const char *content_type,
 		    "Content-Type", content_type);
 	if (len > 0 && evbuffer_add(out, body, len) < 0)
 		status = 500;
-	evhttp_send_reply(req, status, NULL, NULL);
+	request_send(req, status);
 	return 0;
 }
 

@@ -4,6 +4,9 @@
 
 #include <event2/http.h>
 
+/* Sends req's reply with what its output buffer holds (only the length of
+ * it for HEAD). */
+void request_send(struct evhttp_request *req, int status);
 /* Makes evhttp close the connection once req's reply is flushed. */
 void request_set_close(struct evhttp_request *req);
 

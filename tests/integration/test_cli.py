@@ -437,6 +437,9 @@ def test_drain_wait_returns_after_listener_closed():
         wall_return = time.time()
         took = time.monotonic() - t0
         assert p.returncode == 0, (p.returncode, p.stderr)
+        # The instance answered (it did not just vanish): the reply is
+        # flushed before it exits even with nothing else open.
+        assert b"listeners closed" in p.stdout, (p.stdout, p.stderr)
         begin = g.wait_event("drain_begin")
         closed = g.wait_event("listener_closed")
         # ts has millisecond precision, truncated: never later than the

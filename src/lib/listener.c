@@ -1,6 +1,7 @@
 /* Listening sockets. Closing a listener resets whatever waits in its accept
- * queue, so a drain first filters new SYNs out with a classic BPF program,
- * accepts until the queue is empty, and only then closes. */
+ * queue, so a drain first stops new SYNs (a classic BPF filter; where the
+ * kernel refuses one to unprivileged processes, a backlog of 0), accepts
+ * until the queue is empty, and only then closes. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +59,7 @@ fail:
 }
 
 int
-listener_block_syns(int fd)
+listener_filter_syns(int fd)
 {
 	/* The filter sees the TCP header: byte 13 holds the flags. Drop a
 	 * segment with SYN set and ACK clear; pass everything else. */
@@ -75,6 +76,15 @@ listener_block_syns(int fd)
 	    0)
 		return -errno;
 	return 0;
+}
+
+int
+listener_shrink_backlog(int fd)
+{
+	/* listen() again only sets the backlog. At 0 the queue counts as full
+	 * while it holds anything, and the kernel drops new SYNs (clients
+	 * retry them later); what is queued stays. */
+	return listen(fd, 0) < 0 ? -errno : 0;
 }
 
 int

@@ -138,10 +138,14 @@ stop_accepting(struct worker *w)
 
 	if (w->lfd < 0)
 		return;
-	rc = listener_block_syns(w->lfd);
-	if (rc < 0)
-		log_event("syn_filter_failed",
-		    json_pack("{s:s}", "error", strerror(-rc)));
+	rc = listener_filter_syns(w->lfd);
+	if (rc < 0) {
+		int rc2 = listener_shrink_backlog(w->lfd);
+		log_event("syn_filter_unavailable",
+		    json_pack("{s:I,s:s,s:s}", "worker", (json_int_t)w->id,
+		        "error", strerror(-rc), "instead",
+		        rc2 < 0 ? "nothing" : "backlog 0"));
+	}
 	w->closing = 1;
 	event_active(w->close_check_ev, EV_TIMEOUT, 0);
 }

@@ -40,9 +40,14 @@ class Graced:
         full_env.update(env or {})
         self.lines = []      # every log line, parsed (or {"raw": text})
         self.cond = threading.Condition()
+        # GRACED_TEST_USER runs the daemon as that (unprivileged) user.
+        user = os.environ.get("GRACED_TEST_USER") or None
+        if user:
+            os.chmod(self.tmp.name, 0o777)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=full_env)
+                                     stderr=subprocess.PIPE, env=full_env,
+                                     user=user)
         self.exited_at = None
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -89,7 +89,7 @@ test_filter_drops_new_syns_and_queue_is_served(void **state)
 		assert_int_equal(send(c[i], "ping", 4, 0), 4);
 	}
 	wait_queue(lfd, QUEUED);
-	assert_int_equal(listener_block_syns(lfd), 0);
+	assert_int_equal(listener_filter_syns(lfd), 0);
 	/* A new client's SYN is dropped: its connect stays in progress. */
 	late = client(&sin, 1);
 	p.fd = late;
@@ -112,6 +112,36 @@ test_filter_drops_new_syns_and_queue_is_served(void **state)
 		close(c[i]);
 	}
 	close(late);
+}
+
+static void
+test_zero_backlog_drops_syns_while_queued(void **state)
+{
+	struct sockaddr_in sin;
+	int lfd = open_loopback(&sin), c, late, a;
+	struct pollfd p;
+	char buf[16];
+
+	(void)state;
+	/* The fallback for kernels that refuse socket filters: with one
+	 * connection queued and a backlog of 0, a new SYN is dropped. */
+	c = client(&sin, 0);
+	wait_queue(lfd, 1);
+	assert_int_equal(listener_shrink_backlog(lfd), 0);
+	late = client(&sin, 1);
+	p.fd = late;
+	p.events = POLLOUT;
+	assert_int_equal(poll(&p, 1, 200), 0);
+	assert_int_equal(listener_queue_len(lfd), 1);
+	/* The queued connection is still there to be accepted and served. */
+	a = accept(lfd, NULL, NULL);
+	assert_true(a >= 0);
+	assert_int_equal(send(a, "pong", 4, 0), 4);
+	assert_int_equal(recv(c, buf, sizeof(buf), 0), 4);
+	close(a);
+	close(c);
+	close(late);
+	close(lfd);
 }
 
 static void
@@ -156,6 +186,7 @@ main(void)
 		cmocka_unit_test(test_queue_length_counts_waiting_connections),
 		cmocka_unit_test(
 		    test_filter_drops_new_syns_and_queue_is_served),
+		cmocka_unit_test(test_zero_backlog_drops_syns_while_queued),
 		cmocka_unit_test(
 		    test_closing_without_accepting_resets_the_queue),
 		cmocka_unit_test(test_bind_error_names_the_address),

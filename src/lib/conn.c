@@ -50,11 +50,21 @@ conn_input_cb(
 {
 	struct graced_request *r = arg;
 
-	(void)buf;
 	if (info->n_added > 0 && !r->rx_pending) {
 		r->rx_pending = 1;
 		r->rx_since_ms = now_ms();
+		/* Only the first byte matters: evhttp drains this buffer line by
+		 * line as it parses, so stay quiet until the request is done. */
+		evbuffer_cb_set_flags(buf, r->input_cb, 0);
 	}
+}
+
+/* Listens for the first byte of the next request. */
+static void
+conn_watch_input(struct graced_request *r)
+{
+	evbuffer_cb_set_flags(
+	    bufferevent_get_input(r->bev), r->input_cb, EVBUFFER_CB_ENABLED);
 }
 
 static int
@@ -198,6 +208,8 @@ conn_request_done(struct evhttp_request *req, void *arg)
 	r->replied = 0;
 	r->abort_fn = NULL;
 	r->abort_arg = NULL;
+	if (!r->rx_pending)
+		conn_watch_input(r);
 }
 
 void

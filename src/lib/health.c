@@ -1,5 +1,7 @@
 /* Health and metrics endpoints, on the public listener (through the router)
  * and on the admin listener (admin.c calls the same bodies). */
+#include <string.h>
+
 #include <event2/buffer.h>
 #include <event2/http.h>
 
@@ -9,6 +11,30 @@
 #include "util.h"
 #include "worker.h"
 
+/* Appends the decimal digits of v at p; returns the end. */
+static char *
+put_u(char *p, unsigned long long v)
+{
+	char digits[24];
+	int n = 0;
+
+	do
+		digits[n++] = (char)('0' + v % 10);
+	while ((v /= 10) > 0);
+	while (n > 0)
+		*p++ = digits[--n];
+	return p;
+}
+
+static char *
+put_s(char *p, const char *s)
+{
+	size_t len = strlen(s);
+
+	memcpy(p, s, len);
+	return p + len;
+}
+
 int
 health_render(struct graced_server *srv, struct evbuffer *out)
 {
@@ -16,25 +42,37 @@ health_render(struct graced_server *srv, struct evbuffer *out)
 	const char *status = state == GRACED_SERVING ? "ok" :
 	    state == GRACED_STARTING                 ? "starting" :
 	                                               "draining";
+	char head[256], *p = head;
 
-	/* Written by hand, not through jansson: this is the endpoint load
-	 * balancers hit most, and every value is a number or a fixed word. */
-	evbuffer_add_printf(out,
-	    "{\"status\":\"%s\",\"state\":\"%s\",\"connections\":%u,"
-	    "\"in_flight\":%u,\"workers\":[",
-	    status, graced_state_name(state), server_connections(srv),
-	    server_in_flight(srv));
+	/* Built by hand, not through jansson or printf: this is the endpoint
+	 * load balancers hit most, and every value is a number or a word. */
+	p = put_s(p, "{\"status\":\"");
+	p = put_s(p, status);
+	p = put_s(p, "\",\"state\":\"");
+	p = put_s(p, graced_state_name(state));
+	p = put_s(p, "\",\"connections\":");
+	p = put_u(p, server_connections(srv));
+	p = put_s(p, ",\"in_flight\":");
+	p = put_u(p, server_in_flight(srv));
+	p = put_s(p, ",\"workers\":[");
+	evbuffer_add(out, head, (size_t)(p - head));
 	for (unsigned i = 0; i < srv->nworkers; i++) {
 		const struct worker *w = srv->workers[i];
-		evbuffer_add_printf(out,
-		    "%s{\"connections\":%u,\"in_flight\":%u}", i ? "," : "",
-		    COUNTER_GET(&w->nconns), COUNTER_GET(&w->in_flight));
+		p = head;
+		p = put_s(p, i ? ",{\"connections\":" : "{\"connections\":");
+		p = put_u(p, COUNTER_GET(&w->nconns));
+		p = put_s(p, ",\"in_flight\":");
+		p = put_u(p, COUNTER_GET(&w->in_flight));
+		p = put_s(p, "}");
+		evbuffer_add(out, head, (size_t)(p - head));
 	}
-	evbuffer_add(out, "]", 1);
-	if (state == GRACED_DRAINING)
-		evbuffer_add_printf(out, ",\"drain_ms_left\":%llu",
-		    (unsigned long long)drain_ms_left(srv));
-	evbuffer_add(out, "}", 1);
+	p = put_s(head, "]");
+	if (state == GRACED_DRAINING) {
+		p = put_s(p, ",\"drain_ms_left\":");
+		p = put_u(p, drain_ms_left(srv));
+	}
+	p = put_s(p, "}");
+	evbuffer_add(out, head, (size_t)(p - head));
 	return state == GRACED_SERVING ? 200 : 503;
 }
 

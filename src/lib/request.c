@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -29,9 +30,31 @@ request_method_name(enum evhttp_cmd_type cmd)
 	return "OTHER";
 }
 
+/* The Date header, formatted once a second per thread instead of once a
+ * response (libevent formats it for every reply that lacks one). */
+static const char *
+cached_date(void)
+{
+	static __thread char buf[40];
+	static __thread time_t formatted = -1;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != formatted) {
+		gmtime_r(&now, &tm);
+		strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		formatted = now;
+	}
+	return buf;
+}
+
 void
 request_send(struct evhttp_request *req, int status)
 {
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+
+	if (evhttp_find_header(headers, "Date") == NULL)
+		evhttp_add_header(headers, "Date", cached_date());
 	/* libevent 2.1 writes the output buffer even for HEAD, and leaves out
 	 * its length: say the length, send no body. */
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {

@@ -103,6 +103,7 @@ struct graced_server *
 graced_server_new(const struct graced_config *cfg)
 {
 	struct graced_server *srv = calloc(1, sizeof(*srv));
+	long cpus;
 	int rc;
 
 	if (srv == NULL)
@@ -115,9 +116,14 @@ graced_server_new(const struct graced_config *cfg)
 		        "error", strerror(-rc)));
 		goto fail;
 	}
-	/* Workers are woken from the main thread: libevent needs its locks
-	 * before any loop is made. */
-	if (evthread_use_pthreads() < 0)
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	srv->nworkers = cfg->workers ? cfg->workers :
+	    cpus > 0                 ? (unsigned)cpus :
+	                               1;
+	/* Several workers are woken from the main thread: libevent needs its
+	 * locks before any loop is made. One worker runs on the main loop
+	 * itself and needs none. */
+	if (srv->nworkers > 1 && evthread_use_pthreads() < 0)
 		goto fail;
 	srv->base = server_base_new();
 	if (srv->base == NULL)
@@ -210,16 +216,12 @@ graced_server_start(struct graced_server *srv)
 {
 	char err[512];
 	int *fds = NULL, afd = -1, rc;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (srv->state != GRACED_STARTING)
 		return -EBUSY;
 	rc = router_add(&srv->router, health_routes, health_nroutes, NULL);
 	if (rc < 0)
 		return start_failed("too many route tables", rc);
-	srv->nworkers = srv->cfg.workers ? srv->cfg.workers :
-	    cpus > 0                     ? (unsigned)cpus :
-	                                   1;
 	srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
 	fds = calloc(srv->nworkers, sizeof(*fds));
 	if (srv->workers == NULL || fds == NULL) {
@@ -332,7 +334,7 @@ graced_server_free(struct graced_server *srv)
 {
 	if (srv == NULL)
 		return;
-	for (unsigned i = 0; i < srv->nworkers; i++)
+	for (unsigned i = 0; srv->workers != NULL && i < srv->nworkers; i++)
 		worker_free(srv->workers[i]);
 	free(srv->workers);
 	admin_free(srv->admin);

@@ -285,7 +285,9 @@ worker_new(struct graced_server *srv, unsigned id)
 	w->srv = srv;
 	w->id = id;
 	w->lfd = -1;
-	w->base = server_base_new();
+	/* A lone worker shares the main loop: no thread, no locks. */
+	w->own_base = srv->nworkers > 1;
+	w->base = w->own_base ? server_base_new() : srv->base;
 	if (w->base == NULL) {
 		free(w);
 		return NULL;
@@ -351,6 +353,8 @@ worker_start(struct worker *w)
 	sigset_t all, old;
 	int rc;
 
+	if (!w->own_base)
+		return 0;
 	/* Signals belong to the main loop: the thread starts with them
 	 * blocked. */
 	sigfillset(&all);
@@ -395,7 +399,7 @@ worker_free(struct worker *w)
 		event_free(w->backoff_ev);
 	metrics_free(&w->metrics);
 	free(w->conns);
-	if (w->base)
+	if (w->own_base && w->base)
 		event_base_free(w->base);
 	free(w);
 }

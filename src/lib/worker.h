@@ -54,6 +54,7 @@ struct worker {
 	struct graced_server *srv;
 	unsigned id;
 	struct event_base *base; /* this worker's own loop */
+	int own_base;            /* 0: runs on the main loop */
 	pthread_t thread;
 	int running; /* thread started, not joined */
 	struct evhttp *http;

@@ -190,6 +190,24 @@ test_stop_now_from_serving(void **state)
 }
 
 static void
+test_free_without_start(void **state)
+{
+	struct graced_config *cfg = graced_config_new();
+	struct graced_server *srv;
+	char err[256];
+
+	(void)state;
+	/* The daemon frees a server it never started when its spool cannot
+	 * be opened. */
+	assert_int_equal(
+	    graced_config_set(cfg, "workers", "3", err, sizeof(err)), 0);
+	srv = graced_server_new(cfg);
+	assert_non_null(srv);
+	graced_server_free(srv);
+	graced_config_free(cfg);
+}
+
+static void
 test_start_failure_leaves_nothing_bound(void **state)
 {
 	struct graced_server *a = start("1");
@@ -231,6 +249,7 @@ main(void)
 		cmocka_unit_test(test_admin_drain_is_not_a_signal),
 		cmocka_unit_test(test_transitions_only_go_forward),
 		cmocka_unit_test(test_stop_now_from_serving),
+		cmocka_unit_test(test_free_without_start),
 		cmocka_unit_test(test_start_failure_leaves_nothing_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,7 +53,7 @@ enum {
 struct worker {
 	struct graced_server *srv;
 	unsigned id;
-	struct event_base *base; /* this worker's own loop */
+	struct event_base *base; /* its loop (the main one if own_base is 0) */
 	int own_base;            /* 0: runs on the main loop */
 	pthread_t thread;
 	int running; /* thread started, not joined */

@@ -5,8 +5,9 @@
  * A server is made from a config, given routes and hooks, started (which
  * binds its listeners) and run (which returns once the drain is over).
  * Requests are served by workers, each an event loop on a thread of its
- * own: a handler runs on the loop of the worker that accepted its
- * connection, and timers it adds to graced_request_base() run there too.
+ * own (a lone worker shares the main loop): a handler runs on the loop of
+ * the worker that accepted its connection, and timers it adds to
+ * graced_request_base() run there too.
  * Hooks, the drain and graced_server_base() belong to the main loop, the
  * thread that calls graced_server_run().
  */

@@ -46,6 +46,13 @@ reply_json(struct evhttp_request *req, int status, json_t *body)
 }
 
 static void
+reply_error(struct evhttp_request *req, int status, const char *message)
+{
+	reply_json(req, status,
+	    json_pack("{s:s,s:i}", "error", message, "status", status));
+}
+
+static void
 waiter_unlink(struct waiter *wt)
 {
 	if (wt->prev != NULL)
@@ -64,17 +71,6 @@ waiter_gone(struct evhttp_connection *evcon, void *arg)
 {
 	(void)evcon;
 	waiter_unlink(arg);
-}
-
-static int
-listeners_closed(const struct graced_server *srv)
-{
-	if (srv->state < GRACED_STOPPING)
-		return 0;
-	for (unsigned i = 0; i < srv->nworkers; i++)
-		if (!SHARED_GET(&srv->workers[i]->listener_closed))
-			return 0;
-	return 1;
 }
 
 /* A released reply is flushed, or its connection is gone: once none is
@@ -110,7 +106,7 @@ admin_sending(const struct admin *a)
 void
 admin_release(struct admin *a)
 {
-	if (a == NULL || !listeners_closed(a->srv))
+	if (a == NULL || !drain_listeners_closed(a->srv))
 		return;
 	while (a->waiters != NULL) {
 		struct evhttp_request *req = a->waiters->req;
@@ -134,17 +130,15 @@ drain(struct admin *a, struct evhttp_request *req)
 
 	drain_begin(a->srv, "admin");
 	if (query == NULL || strstr(query, "wait") == NULL ||
-	    listeners_closed(a->srv)) {
-		reply_json(req, listeners_closed(a->srv) ? 200 : 202,
+	    drain_listeners_closed(a->srv)) {
+		reply_json(req, drain_listeners_closed(a->srv) ? 200 : 202,
 		    json_pack(
 		        "{s:s}", "state", graced_state_name(a->srv->state)));
 		return;
 	}
 	wt = calloc(1, sizeof(*wt));
 	if (wt == NULL) {
-		reply_json(req, 503,
-		    json_pack(
-		        "{s:s,s:i}", "error", "out of memory", "status", 503));
+		reply_error(req, 503, "out of memory");
 		return;
 	}
 	wt->a = a;
@@ -186,13 +180,9 @@ admin_dispatch(struct evhttp_request *req, void *arg)
 	} else if (strcmp(path, "/admin/drain") == 0) {
 		evhttp_add_header(
 		    evhttp_request_get_output_headers(req), "Allow", "POST");
-		reply_json(req, 405,
-		    json_pack("{s:s,s:i}", "error", "method not allowed",
-		        "status", 405));
+		reply_error(req, 405, "method not allowed");
 	} else {
-		reply_json(req, 404,
-		    json_pack(
-		        "{s:s,s:i}", "error", "not found", "status", 404));
+		reply_error(req, 404, "not found");
 	}
 }
 

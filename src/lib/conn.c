@@ -67,6 +67,15 @@ conn_watch_input(struct graced_request *r)
 	    bufferevent_get_input(r->bev), r->input_cb, EVBUFFER_CB_ENABLED);
 }
 
+/* A connection left: the last one of a stopping server may end the drain. */
+static void
+conn_count_gone(struct worker *w)
+{
+	COUNTER_ADD(&w->nconns, -1);
+	if (w->nconns == 0 && server_state(w->srv) >= GRACED_STOPPING)
+		server_wake(w->srv);
+}
+
 static int
 registry_put(struct worker *w, struct graced_request *r)
 {
@@ -106,10 +115,8 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 			r->abort_fn(r, r->abort_arg);
 	}
 	w->conns[r->fd] = NULL;
-	COUNTER_ADD(&w->nconns, -1);
 	free(r);
-	if (w->nconns == 0 && server_state(w->srv) >= GRACED_STOPPING)
-		server_wake(w->srv);
+	conn_count_gone(w);
 }
 
 static void
@@ -125,9 +132,7 @@ conn_adopt(struct worker *w, struct graced_request *r)
 			evhttp_connection_free(cbarg);
 		bufferevent_decref(r->bev);
 		free(r);
-		COUNTER_ADD(&w->nconns, -1);
-		if (w->nconns == 0 && server_state(w->srv) >= GRACED_STOPPING)
-			server_wake(w->srv);
+		conn_count_gone(w);
 		return;
 	}
 	bufferevent_decref(r->bev);
@@ -219,7 +224,8 @@ conn_request_begin(struct graced_request *r, struct evhttp_request *req)
 
 	r->req = req;
 	r->requests++;
-	r->started_us = now_us();
+	if (r->w->srv->cfg.access_log)
+		r->started_us = now_us();
 	r->rx_pending = evbuffer_get_length(input) > 0;
 	if (r->rx_pending)
 		r->rx_since_ms = now_ms();

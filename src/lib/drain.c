@@ -54,6 +54,13 @@ all_workers(struct graced_server *srv, size_t off)
 	return 1;
 }
 
+int
+drain_listeners_closed(struct graced_server *srv)
+{
+	return srv->state >= GRACED_STOPPING &&
+	    all_workers(srv, offsetof(struct worker, listener_closed));
+}
+
 static json_t *
 counts(struct graced_server *srv, uint64_t since_ms)
 {
@@ -196,7 +203,7 @@ drain_check(struct graced_server *srv)
 		srv->close_sent = 1;
 		send_all(srv, WORKER_CLOSE_LISTENER);
 	}
-	if (!all_workers(srv, offsetof(struct worker, listener_closed)))
+	if (!drain_listeners_closed(srv))
 		return;
 	admin_release(srv->admin);
 	if (server_connections(srv) > 0)

@@ -70,6 +70,9 @@ void drain_serving(struct graced_server *srv);
 void drain_begin(struct graced_server *srv, const char *cause);
 void drain_stop(struct graced_server *srv, const char *why);
 void drain_check(struct graced_server *srv);
+/* Whether every worker has closed its listener (what drain --wait waits
+ * for). */
+int drain_listeners_closed(struct graced_server *srv);
 void drain_cut_off(struct graced_server *srv, const char *why);
 /* Milliseconds left before the listeners close (0 outside DRAINING). */
 uint64_t drain_ms_left(const struct graced_server *srv);

@@ -113,6 +113,30 @@ struct event_base *graced_server_base(struct graced_server *srv);
 const char *graced_server_address(const struct graced_server *srv, int admin);
 void graced_server_free(struct graced_server *srv);
 
+/*
+ * Status and metrics of the application. A status hook adds one field to
+ * /healthz, "name":"word", and can make the instance unready: while
+ * serving, /healthz then answers 503 with "status":"unready" (draining
+ * still wins), which takes the instance out of a load balancer while
+ * /livez stays 200. A metrics hook appends its own Prometheus text
+ * (# HELP, # TYPE and samples) at the end of /metrics.
+ * Both run on any worker's loop or the main loop, possibly at the same
+ * time: fn must be thread-safe and quick (reading an atomic is the model;
+ * /healthz is on the hot path). Add them before graced_server_start(); up
+ * to 8 of each. name, and the word fn returns, must stay
+ * valid as long as the server (string literals); both are JSON-escaped.
+ */
+/* Returns the status word; sets *ready to 0 if the instance should not get
+ * traffic (it is 1 on entry). */
+typedef const char *graced_status_fn(void *arg, int *ready);
+typedef void graced_metrics_fn(struct evbuffer *out, void *arg);
+
+/* Each returns 0, -EBUSY once started, or -ENOSPC when full. */
+int graced_server_add_status(struct graced_server *srv, const char *name,
+    graced_status_fn *fn, void *arg);
+int graced_server_add_metrics(
+    struct graced_server *srv, graced_metrics_fn *fn, void *arg);
+
 /* Requests. A graced_request stays valid until the reply is sent or the
  * abort callback has run, whichever is first. */
 struct evhttp_request *graced_request_evhttp(struct graced_request *req);

@@ -35,14 +35,60 @@ put_s(char *p, const char *s)
 	return p + len;
 }
 
+/* Appends s, escaped, as the inside of a JSON string. */
+static void
+put_json_chars(struct evbuffer *out, const char *s)
+{
+	static const char special[] = "\"\\\x01\x02\x03\x04\x05\x06\x07"
+	                              "\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
+	                              "\x11\x12\x13\x14\x15\x16\x17\x18\x19"
+	                              "\x1a\x1b\x1c\x1d\x1e\x1f";
+
+	while (*s != '\0') {
+		size_t n = strcspn(s, special);
+		evbuffer_add(out, s, n);
+		s += n;
+		if (*s == '"' || *s == '\\')
+			evbuffer_add_printf(out, "\\%c", *s++);
+		else if (*s != '\0')
+			evbuffer_add_printf(out, "\\u%04x", (unsigned)*s++);
+	}
+}
+
+/* The application's fields, "name":"word", from its status hooks. */
+static void
+put_status_fields(
+    struct graced_server *srv, const char **words, struct evbuffer *out)
+{
+	for (unsigned i = 0; i < srv->nstatus; i++) {
+		evbuffer_add(out, ",\"", 2);
+		put_json_chars(out, srv->status[i].name);
+		evbuffer_add(out, "\":\"", 3);
+		put_json_chars(out, words[i]);
+		evbuffer_add(out, "\"", 1);
+	}
+}
+
 int
 health_render(struct graced_server *srv, struct evbuffer *out)
 {
 	enum graced_state state = server_state(srv);
-	const char *status = state == GRACED_SERVING ? "ok" :
-	    state == GRACED_STARTING                 ? "starting" :
-	                                               "draining";
+	const char *words[SERVER_MAX_HOOKS], *status;
 	char head[256], *p = head;
+	int ready = 1;
+
+	for (unsigned i = 0; i < srv->nstatus; i++) {
+		int r = 1;
+		graced_status_fn *fn = (graced_status_fn *)srv->status[i].fn;
+		words[i] = fn(srv->status[i].arg, &r);
+		if (words[i] == NULL)
+			words[i] = "";
+		ready = ready && r;
+	}
+	/* Draining wins over unready: the balancer must see the drain. */
+	status = state == GRACED_SERVING ? (ready ? "ok" : "unready") :
+	    state == GRACED_STARTING     ? "starting" :
+	                                   "draining";
 
 	/* Built by hand, not through jansson or printf: this is the endpoint
 	 * load balancers hit most, and every value is a number or a word. */
@@ -71,9 +117,10 @@ health_render(struct graced_server *srv, struct evbuffer *out)
 		p = put_s(p, ",\"drain_ms_left\":");
 		p = put_u(p, drain_ms_left(srv));
 	}
-	p = put_s(p, "}");
 	evbuffer_add(out, head, (size_t)(p - head));
-	return state == GRACED_SERVING ? 200 : 503;
+	put_status_fields(srv, words, out);
+	evbuffer_add(out, "}", 1);
+	return state == GRACED_SERVING && ready ? 200 : 503;
 }
 
 static void

@@ -9,7 +9,8 @@
 extern const struct graced_route health_routes[];
 extern const size_t health_nroutes;
 
-/* Appends the /healthz body to out; returns 200 while serving, else 503. */
+/* Appends the /healthz body to out; returns 200 while serving and every
+ * status hook says ready, else 503. */
 int health_render(struct graced_server *srv, struct evbuffer *out);
 
 #endif

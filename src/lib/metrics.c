@@ -115,6 +115,16 @@ render_per_worker(struct graced_server *srv, struct evbuffer *out,
 	}
 }
 
+/* The application's own metrics, last. */
+static void
+render_hooks(struct graced_server *srv, struct evbuffer *out)
+{
+	for (unsigned i = 0; i < srv->nmetrics; i++) {
+		graced_metrics_fn *fn = (graced_metrics_fn *)srv->metrics[i].fn;
+		fn(out, srv->metrics[i].arg);
+	}
+}
+
 void
 metrics_render(struct graced_server *srv, struct evbuffer *out)
 {
@@ -156,4 +166,5 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	    srv->stopping_ms == 0 ? 0.0 :
 	                            (double)(now - srv->stopping_ms) / 1000.0,
 	    srv->started_ms ? (double)(now - srv->started_ms) / 1000.0 : 0.0);
+	render_hooks(srv, out);
 }

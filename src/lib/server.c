@@ -176,6 +176,28 @@ graced_server_on_stop(struct graced_server *srv, graced_stop_fn *fn, void *arg)
 	return hook_add(srv->on_stop, &srv->nstop_hooks, (void *)fn, arg);
 }
 
+int
+graced_server_add_status(struct graced_server *srv, const char *name,
+    graced_status_fn *fn, void *arg)
+{
+	int rc = srv->state != GRACED_STARTING ?
+	    -EBUSY :
+	    hook_add(srv->status, &srv->nstatus, (void *)fn, arg);
+
+	if (rc == 0)
+		srv->status[srv->nstatus - 1].name = name;
+	return rc;
+}
+
+int
+graced_server_add_metrics(
+    struct graced_server *srv, graced_metrics_fn *fn, void *arg)
+{
+	if (srv->state != GRACED_STARTING)
+		return -EBUSY;
+	return hook_add(srv->metrics, &srv->nmetrics, (void *)fn, arg);
+}
+
 static int
 start_failed(const char *err, int rc)
 {

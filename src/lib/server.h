@@ -16,8 +16,9 @@ struct worker;
 struct admin;
 
 struct server_hook {
-	void *fn; /* graced_drain_fn or graced_stop_fn */
+	void *fn; /* graced_drain_fn, _stop_fn, _status_fn or _metrics_fn */
 	void *arg;
+	const char *name; /* status hooks: the /healthz field */
 };
 
 struct graced_server {
@@ -31,6 +32,10 @@ struct graced_server {
 	struct server_hook on_drain[SERVER_MAX_HOOKS];
 	struct server_hook on_stop[SERVER_MAX_HOOKS];
 	unsigned ndrain_hooks, nstop_hooks;
+	/* Set before start, then only read (from any thread). */
+	struct server_hook status[SERVER_MAX_HOOKS];
+	struct server_hook metrics[SERVER_MAX_HOOKS];
+	unsigned nstatus, nmetrics;
 	struct event *delay_ev;   /* drain delay over: DRAINING->STOPPING */
 	struct event *timeout_ev; /* shutdown timeout: cut off */
 	struct event *grace_ev;   /* first-byte grace over */

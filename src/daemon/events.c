@@ -1,7 +1,10 @@
 /* The events application. Events of all the requests of one loop iteration
  * are written with one write(2) (group commit) before their 202s are sent,
- * so an accepted event is always in the spool file; the stop hook fsyncs it
- * before the process exits. */
+ * so an accepted event is always in the spool file; with --spool-sync batch
+ * one fdatasync of that write also comes before the 202s, else the stop hook
+ * fsyncs the file before the process exits. A batch the spool cannot take
+ * (full, over the file-size limit, deleted) is taken back whole and its
+ * requests get 503; the spool's state is on /healthz and /metrics. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -9,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -36,10 +40,32 @@ struct lane {
 
 #define EVENTS_MAX_LANES 256
 
+/* The spool's states (SPOOL_OK to SPOOL_GONE) and the causes a batch is
+ * refused for (SPOOL_FULL to SPOOL_IO). */
+enum spool_state {
+	SPOOL_OK,   /* the last write went through */
+	SPOOL_FULL, /* ENOSPC, EDQUOT or EFBIG: each batch tries again */
+	SPOOL_GONE, /* unlinked and cannot be recreated: nothing is written */
+	SPOOL_IO,   /* any other error; not a state of its own */
+	SPOOL_NCAUSES
+};
+
+static const char *const spool_names[SPOOL_NCAUSES] = { "ok", "full", "gone",
+	"io" };
+static const char *const spool_replies[SPOOL_NCAUSES] = { "", "spool full",
+	"spool gone", "spool write failed" };
+
 struct events {
 	char path[PATH_MAX];
-	pthread_mutex_t lock; /* fd, and the lanes array */
+	pthread_mutex_t lock; /* fd, state, and the lanes array */
 	int fd;
+	enum events_sync sync; /* set before serving, then read only */
+	/* Written under lock, read with an atomic load from any thread
+	 * (/healthz, /metrics). */
+	enum spool_state state;
+	/* Atomic adds from the loops, atomic loads from /metrics. */
+	unsigned long long errors[SPOOL_NCAUSES]; /* refused batches */
+	unsigned long long syncs;                 /* fdatasyncs done */
 	struct lane *lanes[EVENTS_MAX_LANES];
 	unsigned nlanes;
 };
@@ -85,54 +111,148 @@ events_parse(const char *body, size_t len, char *err, size_t errlen)
 	return doc;
 }
 
-/* Appends the lane's batch with one write; the lock keeps a reopen from
- * swapping the file under it. */
 static int
-spool_write(struct lane *l)
+spool_open(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+	if (fd < 0) {
+		int rc = -errno;
+		snprintf(err, errlen, "spool %s: %s", path, strerror(errno));
+		return rc;
+	}
+	return fd;
+}
+
+/* Moves to state, logging the change. Under ev->lock. */
+static void
+spool_set_state(struct events *ev, enum spool_state state, int err)
+{
+	if (ev->state == state)
+		return;
+	__atomic_store_n(&ev->state, state, __ATOMIC_RELAXED);
+	graced_log("spool_state",
+	    json_pack("{s:s,s:s,s:s?}", "state", spool_names[state], "path",
+	        ev->path, "error", err ? strerror(err) : NULL));
+}
+
+/* Whether the open file was unlinked (deleted, or rotated away with no
+ * new file made). Under ev->lock. */
+static int
+spool_unlinked(struct events *ev)
+{
+	struct stat st;
+
+	return ev->fd < 0 || (fstat(ev->fd, &st) == 0 && st.st_nlink == 0);
+}
+
+/* Makes sure the batch goes to a file that can be found: an unlinked spool
+ * is recreated at its path, and if that fails nothing is written into the
+ * deleted one. One fstat per batch. Under ev->lock; 0 or a negative
+ * errno. */
+static int
+spool_ensure(struct events *ev)
+{
+	char err[PATH_MAX + 64];
+	int fd;
+
+	if (!spool_unlinked(ev))
+		return 0;
+	fd = spool_open(ev->path, err, sizeof(err));
+	if (fd < 0)
+		return fd;
+	if (ev->fd >= 0)
+		close(ev->fd);
+	ev->fd = fd;
+	graced_log("spool_reopened",
+	    json_pack("{s:s,s:s}", "path", ev->path, "cause", "unlinked"));
+	return 0;
+}
+
+static enum spool_state
+spool_cause(int err)
+{
+	return err == ENOSPC || err == EDQUOT || err == EFBIG ? SPOOL_FULL :
+	                                                        SPOOL_IO;
+}
+
+/* Appends the lane's batch with one write, then (--spool-sync batch) one
+ * fdatasync, and returns SPOOL_OK or why the batch was refused, with the
+ * errno in *err. The lock keeps a reopen from swapping or closing the
+ * file under either; holding it through the fdatasync also means the
+ * other lanes' batches grow meanwhile, and are synced together next. */
+static enum spool_state
+spool_write(struct lane *l, int *err)
 {
 	struct events *ev = l->ev;
-	off_t start;
-	int rc = 0;
+	enum spool_state cause = SPOOL_OK;
+	off_t start = -1;
+	int rc;
 
 	pthread_mutex_lock(&ev->lock);
+	rc = spool_ensure(ev);
+	if (rc < 0) {
+		cause = SPOOL_GONE;
+		goto out;
+	}
 	start = lseek(ev->fd, 0, SEEK_END);
 	while (evbuffer_get_length(l->batch) > 0) {
 		int n = evbuffer_write(l->batch, ev->fd);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			rc = errno ? -errno : -EIO;
-			/* Take back a partial batch: its events get a 503
-			 * and are not in the file at all. */
-			if (start >= 0 && ftruncate(ev->fd, start) < 0)
-				rc = -errno;
-			evbuffer_drain(l->batch, evbuffer_get_length(l->batch));
-			break;
+			rc = n < 0 ? -errno : -EIO;
+			cause = spool_cause(-rc);
+			goto out;
 		}
 	}
+	if (ev->sync == EVENTS_SYNC_BATCH) {
+		if (fdatasync(ev->fd) < 0) {
+			rc = -errno;
+			cause = spool_cause(-rc);
+		} else {
+			__atomic_add_fetch(&ev->syncs, 1, __ATOMIC_RELAXED);
+		}
+	}
+out:
+	if (cause != SPOOL_OK) {
+		/* Take back the batch, also a part of it that was written
+		 * before the limit hit: its events get a 503 and none of it
+		 * stays in the file. */
+		if (start >= 0 && ftruncate(ev->fd, start) < 0)
+			graced_log("spool_truncate_failed",
+			    json_pack("{s:s,s:s}", "path", ev->path, "error",
+			        strerror(errno)));
+		evbuffer_drain(l->batch, evbuffer_get_length(l->batch));
+		__atomic_add_fetch(&ev->errors[cause], 1, __ATOMIC_RELAXED);
+	}
+	if (cause != SPOOL_IO)
+		spool_set_state(ev, cause, -rc);
 	pthread_mutex_unlock(&ev->lock);
-	return rc;
+	*err = -rc;
+	return cause;
 }
 
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct lane *l = arg;
-	int rc = spool_write(l);
+	int err;
+	enum spool_state cause = spool_write(l, &err);
 
 	(void)fd;
 	(void)what;
-	if (rc < 0)
+	if (cause == SPOOL_IO)
 		graced_log("spool_write_failed",
 		    json_pack("{s:s,s:s}", "path", l->ev->path, "error",
-		        strerror(-rc)));
+		        strerror(err)));
 	for (size_t i = 0; i < l->nwaiting; i++) {
 		struct waiting *wt = &l->waiting[i];
 		if (wt->r == NULL)
 			continue;
 		graced_request_on_abort(wt->r, NULL, NULL);
-		if (rc < 0) {
-			graced_reply_error(wt->r, 503, "spool write failed");
+		if (cause != SPOOL_OK) {
+			graced_reply_error(wt->r, 503, spool_replies[cause]);
 			continue;
 		}
 		l->written += wt->accepted;
@@ -244,19 +364,6 @@ static const struct graced_route events_routes[] = {
 	{ "POST", "/v1/events", events_post },
 };
 
-static int
-spool_open(const char *path, char *err, size_t errlen)
-{
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-
-	if (fd < 0) {
-		int rc = -errno;
-		snprintf(err, errlen, "spool %s: %s", path, strerror(errno));
-		return rc;
-	}
-	return fd;
-}
-
 static void
 spool_close(struct events *ev)
 {
@@ -315,12 +422,65 @@ events_new(const char *path, char *err, size_t errlen)
 	return ev;
 }
 
+/* /healthz's "spool" field: not ready unless the last write went
+ * through. Any thread. */
+static const char *
+events_status(void *arg, int *ready)
+{
+	struct events *ev = arg;
+	enum spool_state state = __atomic_load_n(&ev->state, __ATOMIC_RELAXED);
+
+	*ready = state == SPOOL_OK;
+	return spool_names[state];
+}
+
+/* The spool's lines on /metrics. Any thread. */
+static void
+events_metrics(struct evbuffer *out, void *arg)
+{
+	struct events *ev = arg;
+	enum spool_state state = __atomic_load_n(&ev->state, __ATOMIC_RELAXED);
+
+	evbuffer_add_printf(out,
+	    "# HELP graced_spool_state 1 for the state the events spool is "
+	    "in.\n# TYPE graced_spool_state gauge\n");
+	for (int s = SPOOL_OK; s <= SPOOL_GONE; s++)
+		evbuffer_add_printf(out,
+		    "graced_spool_state{state=\"%s\"} %d\n", spool_names[s],
+		    (int)state == s);
+	evbuffer_add_printf(out,
+	    "# HELP graced_spool_errors_total Spool writes that failed, "
+	    "their requests answered 503.\n"
+	    "# TYPE graced_spool_errors_total counter\n");
+	for (int s = SPOOL_FULL; s < SPOOL_NCAUSES; s++)
+		evbuffer_add_printf(out,
+		    "graced_spool_errors_total{error=\"%s\"} %llu\n",
+		    spool_names[s],
+		    __atomic_load_n(&ev->errors[s], __ATOMIC_RELAXED));
+	evbuffer_add_printf(out,
+	    "# HELP graced_spool_syncs_total fdatasync calls before 202s "
+	    "(--spool-sync batch).\n"
+	    "# TYPE graced_spool_syncs_total counter\n"
+	    "graced_spool_syncs_total %llu\n",
+	    __atomic_load_n(&ev->syncs, __ATOMIC_RELAXED));
+}
+
+void
+events_set_sync(struct events *ev, enum events_sync sync)
+{
+	ev->sync = sync;
+}
+
 int
 events_attach(struct events *ev, struct graced_server *srv)
 {
 	int rc = graced_server_add_routes(srv, events_routes,
 	    sizeof(events_routes) / sizeof(events_routes[0]), ev);
 
+	if (rc == 0)
+		rc = graced_server_add_status(srv, "spool", events_status, ev);
+	if (rc == 0)
+		rc = graced_server_add_metrics(srv, events_metrics, ev);
 	return rc < 0 ? rc : graced_server_on_stop(srv, events_stop, ev);
 }
 
@@ -333,6 +493,11 @@ events_reopen(struct events *ev)
 	if (fd < 0) {
 		graced_log(
 		    "spool_reopen_failed", json_pack("{s:s}", "error", err));
+		/* Still appending to a file nobody can find: refuse. */
+		pthread_mutex_lock(&ev->lock);
+		if (spool_unlinked(ev))
+			spool_set_state(ev, SPOOL_GONE, -fd);
+		pthread_mutex_unlock(&ev->lock);
 		return fd;
 	}
 	/* Batches in progress go to whichever file is current when they are
@@ -340,6 +505,8 @@ events_reopen(struct events *ev)
 	pthread_mutex_lock(&ev->lock);
 	old = ev->fd;
 	ev->fd = fd;
+	if (ev->state == SPOOL_GONE)
+		spool_set_state(ev, SPOOL_OK, 0);
 	pthread_mutex_unlock(&ev->lock);
 	if (old >= 0) {
 		fsync(old);

@@ -62,6 +62,11 @@ serve(int argc, char **argv)
 		graced_log("start_failed", json_pack("{s:s}", "cause", err));
 		goto out;
 	}
+	events_set_sync(d.events, o.spool_sync);
+	/* Over a file-size limit (RLIMIT_FSIZE, LimitFSIZE=) a write must fail
+	 * with EFBIG, which the spool answers with 503, rather than kill the
+	 * process halfway through a batch. */
+	signal(SIGXFSZ, SIG_IGN);
 	/* Signals are caught from before the listeners are bound: a SIGTERM
 	 * right after "serving" is logged must drain, not kill. */
 	for (size_t i = 0; i < 4; i++) {

@@ -1,5 +1,6 @@
 /* Command-line and environment parsing for `graced serve`: library options
- * go through graced_config_set(), the daemon's own (--spool) are here. */
+ * go through graced_config_set(), the daemon's own (--spool, --spool-sync)
+ * are here. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +10,17 @@
 #include "graced.h"
 #include "options.h"
 
-#define SPOOL_DEFAULT "events.jsonl"
+/* The daemon's own options, beside the library's table: defaults,
+ * GRACED_* variables and --help come from here. */
+static const struct {
+	const char *name, *def, *help;
+} daemon_options[] = {
+	{ "spool", "events.jsonl",
+	    "file the events of POST /v1/events are appended to" },
+	{ "spool-sync", "none",
+	    "202 once written (none) or once on stable storage (batch)" },
+};
+#define NDAEMON_OPTIONS (sizeof(daemon_options) / sizeof(daemon_options[0]))
 
 void
 options_env_name(const char *name, char *buf, size_t len)
@@ -33,6 +44,19 @@ set(struct options *o, const char *name, const char *value, char *err,
 			return -EINVAL;
 		}
 		strcpy(o->spool, value);
+		return 0;
+	}
+	if (strcmp(name, "spool-sync") == 0) {
+		if (strcmp(value, "none") == 0) {
+			o->spool_sync = EVENTS_SYNC_NONE;
+		} else if (strcmp(value, "batch") == 0) {
+			o->spool_sync = EVENTS_SYNC_BATCH;
+		} else {
+			snprintf(err, errlen,
+			    "--spool-sync: expected none or batch, got '%.40s'",
+			    value);
+			return -EINVAL;
+		}
 		return 0;
 	}
 	int rc = graced_config_set(o->cfg, name, value, err, errlen);
@@ -79,7 +103,6 @@ options_parse(
     struct options *o, int argc, char **argv, char *err, size_t errlen)
 {
 	struct env_walk ew = { o, err, errlen, 0 };
-	const char *spool = getenv("GRACED_SPOOL");
 
 	memset(o, 0, sizeof(*o));
 	err[0] = '\0';
@@ -88,9 +111,11 @@ options_parse(
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	snprintf(o->spool, sizeof(o->spool), "%s", SPOOL_DEFAULT);
-	if (spool != NULL && set(o, "spool", spool, err, errlen) < 0)
-		return -EINVAL;
+	for (size_t i = 0; i < NDAEMON_OPTIONS; i++) {
+		set(o, daemon_options[i].name, daemon_options[i].def, err,
+		    errlen);
+		env_one(daemon_options[i].name, "", "", &ew);
+	}
 	graced_config_each(env_one, &ew);
 	if (ew.rc < 0)
 		return ew.rc;
@@ -164,8 +189,9 @@ options_usage(FILE *f)
 	    "Flags (--flag VALUE or --flag=VALUE; times in seconds, "
 	    "fractions allowed):\n");
 	graced_config_each(usage_one, f);
-	usage_one("spool", SPOOL_DEFAULT,
-	    "file the events of POST /v1/events are appended to", f);
+	for (size_t i = 0; i < NDAEMON_OPTIONS; i++)
+		usage_one(daemon_options[i].name, daemon_options[i].def,
+		    daemon_options[i].help, f);
 	fprintf(f,
 	    "\n"
 	    "Signals: TERM or INT drain (a second one skips the drain delay),\n"

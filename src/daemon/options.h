@@ -6,12 +6,15 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "events.h"
+
 struct graced_config;
 
 struct options {
-	struct graced_config *cfg; /* the library's options */
-	char spool[PATH_MAX];      /* events spool file */
-	int help;                  /* --help was given */
+	struct graced_config *cfg;   /* the library's options */
+	char spool[PATH_MAX];        /* events spool file */
+	enum events_sync spool_sync; /* when a 202 is sent */
+	int help;                    /* --help was given */
 };
 
 /* Fills o from the environment, then from argv (flags win). Returns 0, or

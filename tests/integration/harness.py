@@ -25,7 +25,7 @@ TIMEOUT = 15.0  # seconds: the bound on any single wait
 class Graced:
     """One running graced serve process."""
 
-    def __init__(self, *args, env=None, spool=None, wait=True):
+    def __init__(self, *args, env=None, spool=None, wait=True, wrap=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="graced-test-")
         self.spool = spool or os.path.join(self.tmp.name, "events.jsonl")
         cmd = [GRACED, "serve", "--listen", "127.0.0.1:0",
@@ -35,6 +35,8 @@ class Graced:
         if not any(a.startswith("--workers") for a in args):
             cmd += ["--workers", workers]
         cmd += list(args)
+        # wrap: a command that execs graced, e.g. ["prlimit", "--fsize=N"].
+        cmd = list(wrap or []) + cmd
         full_env = {k: v for k, v in os.environ.items()
                     if not k.startswith("GRACED_")}
         full_env.update(env or {})

@@ -1,15 +1,22 @@
 /* Unit tests for the events application's JSON validation and spool
  * (src/daemon/events.c). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <event2/buffer.h>
+
 #include "events.h"
+#include "graced.h"
+#include "health.h"
+#include "metrics.h"
 
 static json_t *
 parse(const char *body, char *err, size_t errlen)
@@ -103,6 +110,94 @@ test_spool_opens_and_closes(void **state)
 	unlink(path);
 }
 
+/* Renders /healthz (or /metrics) of srv; returns the HTTP status and
+ * whether the body holds want. */
+static int
+rendered_has(
+    struct graced_server *srv, int metrics, const char *want, int *status)
+{
+	struct evbuffer *out = evbuffer_new();
+	char *text;
+	int found;
+
+	if (metrics)
+		metrics_render(srv, out);
+	else
+		*status = health_render(srv, out);
+	evbuffer_add(out, "", 1);
+	text = (char *)evbuffer_pullup(out, -1);
+	found = strstr(text, want) != NULL;
+	evbuffer_free(out);
+	return found;
+}
+
+static const char *
+odd_status(void *arg, int *ready)
+{
+	(void)arg;
+	(void)ready;
+	return "w\x01\"";
+}
+
+/* The status and metrics hooks: a spool whose directory is gone (reopen
+ * fails) is "gone" on /healthz, and unready; a reopen that works brings
+ * it back. */
+static void
+test_spool_state_through_hooks(void **state)
+{
+	static const char *const opts[][2] = { { "listen", "127.0.0.1:0" },
+		{ "admin-listen", "127.0.0.1:0" }, { "workers", "1" },
+		{ "log-file", "/dev/null" } };
+	char dir[] = "/tmp/graced-test-spooldir-XXXXXX", path[64], err[512];
+	struct graced_config *cfg = graced_config_new();
+	struct graced_server *srv;
+	struct events *ev;
+	int status = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		assert_int_equal(graced_config_set(cfg, opts[i][0], opts[i][1],
+		                     err, sizeof(err)),
+		    0);
+	srv = graced_server_new(cfg);
+	assert_non_null(srv);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/events.jsonl", dir);
+	ev = events_new(path, err, sizeof(err));
+	assert_non_null(ev);
+	assert_int_equal(events_attach(ev, srv), 0);
+	/* Names and words are JSON-escaped on /healthz. */
+	assert_int_equal(
+	    graced_server_add_status(srv, "q\\\n", odd_status, NULL), 0);
+	/* Hooks are added before start only. */
+	assert_int_equal(graced_server_start(srv), 0);
+	assert_int_equal(
+	    graced_server_add_status(srv, "x", NULL, NULL), -EBUSY);
+	assert_true(rendered_has(srv, 0,
+	    ",\"spool\":\"ok\",\"q\\\\\\u000a\":\"w\\u0001\\\"\"}", &status));
+	assert_int_equal(status, 200);
+	assert_true(rendered_has(
+	    srv, 1, "graced_spool_state{state=\"ok\"} 1\n", &status));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+	assert_true(events_reopen(ev) < 0);
+	assert_true(rendered_has(srv, 0, "\"spool\":\"gone\"", &status));
+	assert_int_equal(status, 503);
+	assert_true(rendered_has(
+	    srv, 1, "graced_spool_state{state=\"gone\"} 1\n", &status));
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(events_reopen(ev), 0);
+	assert_true(rendered_has(srv, 0, "\"spool\":\"ok\"", &status));
+	assert_int_equal(status, 200);
+	graced_server_stop_now(srv, "test over");
+	graced_server_run(srv);
+	graced_server_free(srv);
+	events_free(ev);
+	graced_config_free(cfg);
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -112,6 +207,7 @@ main(void)
 		cmocka_unit_test(test_embedded_nul_is_invalid),
 		cmocka_unit_test(test_unwritable_spool_names_path),
 		cmocka_unit_test(test_spool_opens_and_closes),
+		cmocka_unit_test(test_spool_state_through_hooks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,8 @@ Environment:
     BENCH_SECONDS   wrk duration per measurement (default 5)
     BENCH_REPEAT    rounds of the wrk rows, best one reported (default 2)
     BENCH_ONLY      comma-separated substrings: run only the rows whose group
-                    or label contains one (e.g. keep-alive, post, drain, memory)
+                    or label contains one (e.g. keep-alive, post, drain,
+                    spool-sync, memory)
     BENCH_CONNS     idle connections for the memory and close rows (10000)
     BENCH_INSTALL   1: install missing wrk / nginx with apt-get (root only)
     BENCH_JSON      also write the raw figures to this file
@@ -23,6 +24,7 @@ core 1; every server is killed and every temporary file removed on the way
 out, also on errors and Ctrl-C.
 """
 
+import http.client
 import json
 import os
 import re
@@ -722,6 +724,116 @@ def drain_rows(env):
                 shutil.rmtree(shm, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- spool sync
+
+# POST /v1/events with the spool on the real disk, once per --spool-sync
+# mode: what it costs that a 202 means "on stable storage" (batch: one
+# fdatasync per loop iteration, shared by its requests) rather than
+# "written" (none). /var/tmp, not /tmp or /dev/shm, which may be tmpfs.
+SYNC_DIR = "/var/tmp"
+SYNC_MODES = ("none", "batch")
+SYNC_ROWS = [("spool-sync", "sy_%s_%s" % (mode, what),
+              "POST /v1/events, --spool-sync %s, spool on disk%s" % (mode, label),
+              unit)
+             for mode in SYNC_MODES
+             for what, label, unit in (("rps", ", 50 conns: requests/s", "rps"),
+                                       ("p50", ": p50 latency", "ms"),
+                                       ("p99", ": p99 latency", "ms"),
+                                       ("cpu", ": server CPU per request", "us"))]
+ROWS += SYNC_ROWS
+results.update({key: {} for _, key, _, _ in SYNC_ROWS})
+
+
+def scrape(port, names):
+    """The values of these unlabelled-or-labelled samples on /metrics."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    vals = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in names:
+            vals[name] = float(value)
+    return vals
+
+
+def fs_type(path):
+    """The type of the filesystem path is on, from the longest mount point
+    that holds it."""
+    best, kind = "", "?"
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            mnt, typ = line.split()[1:3]
+            inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
+            if inside and len(mnt) >= len(best):
+                best, kind = mnt, typ
+    return kind
+
+
+def sync_ms(directory, n=200):
+    """Median time of one 200-byte append and its fdatasync, in ms."""
+    path = os.path.join(directory, "sync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    times = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            os.write(fd, EVENT.encode())
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return statistics.median(times)
+
+
+def spool_sync_one(env, mode, disk):
+    pr, port = start(env, "graced", extra=("--spool-sync", mode), spool_dir=disk)
+    try:
+        log("warm-up graced --spool-sync %s (1s)" % mode)
+        wrk(env, port, "post", 1)
+        runs = []
+        for rnd in range(REPEAT):
+            log("wrk post graced --spool-sync %s %ds (round %d)"
+                % (mode, SECONDS, rnd + 1))
+            res = wrk(env, port, "post", SECONDS, pr.pid)
+            if res["errors"]:
+                note("spool-sync %s: %s" % (mode, ", ".join(res["errors"])))
+            runs.append(res)
+        best = max(runs, key=lambda r: r["rps"])
+        for what in ("rps", "p50", "p99", "cpu"):
+            results["sy_%s_%s" % (mode, what)]["graced"] = best[what]
+        syncs, ok = "graced_spool_syncs_total", \
+            'graced_requests_total{method="POST",path="/v1/events",code="202"}'
+        vals = scrape(port, (syncs, ok))
+        if vals.get(syncs):
+            note("spool-sync %s: %d fdatasync for %d 202s, %.1f per sync"
+                 % (mode, vals[syncs], vals.get(ok, 0),
+                    vals.get(ok, 0) / vals[syncs]))
+    finally:
+        pr.stop(signal.SIGTERM)
+
+
+def spool_sync_rows(env):
+    if not selected("spool-sync"):
+        return
+    if env.wrk is None:
+        note("wrk missing: spool-sync rows skipped")
+        return
+    disk = tempfile.mkdtemp(prefix="graced-bench-", dir=SYNC_DIR)
+    try:
+        note("spool-sync rows: spool in %s, filesystem %s; one 200 B "
+             "write+fdatasync there takes %.3f ms (median of 200)"
+             % (SYNC_DIR, fs_type(disk), sync_ms(disk)))
+        for mode in SYNC_MODES:
+            guard("spool-sync %s" % mode, spool_sync_one, env, mode, disk)
+    finally:
+        shutil.rmtree(disk, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- 10,000 idle
 
 def open_idle(port, n, batch=100):
@@ -1083,6 +1195,7 @@ def main():
         build(env)
         throughput_rows(env)
         drain_rows(env)
+        spool_sync_rows(env)
         idle_rows(env, nconns)
         print()
         print("graced %s; servers pinned to core 0, clients (wrk -t1 -c%d "

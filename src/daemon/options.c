@@ -17,7 +17,7 @@ static const struct {
 } daemon_options[] = {
 	{ "spool", "events.jsonl",
 	    "file the events of POST /v1/events are appended to" },
-	{ "spool-sync", "none",
+	{ "spool-sync", "batch",
 	    "202 once written (none) or once on stable storage (batch)" },
 };
 #define NDAEMON_OPTIONS (sizeof(daemon_options) / sizeof(daemon_options[0]))

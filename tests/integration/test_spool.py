@@ -143,7 +143,8 @@ def test_full_disk_answers_503_until_space_frees():
     finally:
         if g is not None:
             g.close()
-        subprocess.run(["umount", mnt], check=True)
+        # Lazily: a failure here must not hide the test's own.
+        subprocess.run(["umount", "-l", mnt])
         os.rmdir(mnt)
 
 

@@ -122,9 +122,9 @@ void graced_server_free(struct graced_server *srv);
  * (# HELP, # TYPE and samples) at the end of /metrics.
  * Both run on any worker's loop or the main loop, possibly at the same
  * time: fn must be thread-safe and quick (reading an atomic is the model;
- * /healthz is on the hot path). Add them before graced_server_start(); up
- * to 8 of each. name, and the word fn returns, must stay
- * valid as long as the server (string literals); both are JSON-escaped.
+ * /healthz is on the hot path). Add them before graced_server_start(), up
+ * to 8 of each. name, and the word fn returns, must stay valid as long as
+ * the server (string literals); both are JSON-escaped.
  */
 /* Returns the status word; sets *ready to 0 if the instance should not get
  * traffic (it is 1 on entry). */

@@ -68,7 +68,7 @@ struct worker {
 	struct event *cmd_ev;            /* the main loop sent commands */
 	struct event *close_check_ev; /* listener closing: queue empty yet? */
 	struct event *sweep_ev;       /* request-timeout sweep */
-	struct event *backoff_ev;     /* accept paused after EMFILE */
+	struct listener_guard *guard; /* accept failures: pause, count */
 	int closing;                  /* listener is draining its queue */
 	int close_wanted;             /* close the listener once empty */
 	unsigned cmds;                /* pending commands (atomic) */
@@ -83,7 +83,8 @@ struct worker {
 
 /* Makes worker id for srv with its own event loop. */
 struct worker *worker_new(struct graced_server *srv, unsigned id);
-/* Starts serving on the listening socket fd (taken over). 0 or -errno. */
+/* Starts serving on the listening socket fd (taken over, closed on failure).
+ * 0 or -errno. */
 int worker_listen(struct worker *w, evutil_socket_t fd);
 /* Runs the worker's loop on a thread of its own. 0 or -errno. */
 int worker_start(struct worker *w);

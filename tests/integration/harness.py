@@ -25,10 +25,12 @@ TIMEOUT = 15.0  # seconds: the bound on any single wait
 class Graced:
     """One running graced serve process."""
 
-    def __init__(self, *args, env=None, spool=None, wait=True):
+    def __init__(self, *args, env=None, spool=None, wait=True, wrap=None):
+        """wrap: a command prefix that execs graced in the same process,
+        e.g. ["prlimit", "--nofile=64:64", "--"]."""
         self.tmp = tempfile.TemporaryDirectory(prefix="graced-test-")
         self.spool = spool or os.path.join(self.tmp.name, "events.jsonl")
-        cmd = [GRACED, "serve", "--listen", "127.0.0.1:0",
+        cmd = list(wrap or []) + [GRACED, "serve", "--listen", "127.0.0.1:0",
                "--admin-listen", "127.0.0.1:0", "--spool", self.spool]
         # One event loop unless GRACED_TEST_WORKERS says how many.
         workers = os.environ.get("GRACED_TEST_WORKERS", "1")

@@ -48,6 +48,16 @@ struct graced_server {
 	char address[2][300]; /* bound public and admin addresses */
 };
 
+/* Tests only: graced_server_start fails (-ECANCELED) right after this step,
+ * to check that it undoes everything. 0, the library's value: never. */
+enum {
+	SERVER_STEP_ADMIN_BIND = 1, /* admin socket bound */
+	SERVER_STEP_LISTEN,         /* workers took their listeners */
+	SERVER_STEP_ADMIN,          /* admin listener served */
+	SERVER_STEP_THREADS,        /* worker threads started */
+};
+extern int server_fail_step;
+
 /* The state, from any thread. */
 static inline enum graced_state
 server_state(const struct graced_server *srv)

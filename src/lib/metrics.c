@@ -147,6 +147,10 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 {
 	enum graced_state state = server_state(srv);
 	uint64_t now = now_ms();
+	/* Set by the main loop; this may run on a worker's thread. */
+	uint64_t started = SHARED_GET(&srv->started_ms);
+	uint64_t drain = SHARED_GET(&srv->drain_ms);
+	uint64_t stopping = SHARED_GET(&srv->stopping_ms);
 
 	render_requests(srv, out);
 	render_per_worker(srv, out, "graced_in_flight_requests",
@@ -176,12 +180,8 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	    "# HELP graced_uptime_seconds Seconds since serving began.\n"
 	    "# TYPE graced_uptime_seconds gauge\n"
 	    "graced_uptime_seconds %.3f\n",
-	    srv->drain_ms == 0 ?
-	        0.0 :
-	        (double)((srv->stopping_ms ? srv->stopping_ms : now) -
-	            srv->drain_ms) /
-	            1000.0,
-	    srv->stopping_ms == 0 ? 0.0 :
-	                            (double)(now - srv->stopping_ms) / 1000.0,
-	    srv->started_ms ? (double)(now - srv->started_ms) / 1000.0 : 0.0);
+	    drain == 0 ? 0.0 :
+	                 (double)((stopping ? stopping : now) - drain) / 1000.0,
+	    stopping == 0 ? 0.0 : (double)(now - stopping) / 1000.0,
+	    started ? (double)(now - started) / 1000.0 : 0.0);
 }

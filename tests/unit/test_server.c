@@ -61,6 +61,14 @@ aborted(struct graced_request *r, void *arg)
 }
 
 static void
+drain_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	graced_server_drain(arg, "test");
+}
+
+static void
 slow(struct graced_request *r, void *arg)
 {
 	struct app *app = arg;
@@ -72,8 +80,10 @@ slow(struct graced_request *r, void *arg)
 		app->timer = evtimer_new(graced_request_base(r), later, app);
 		evtimer_add(app->timer, &tv);
 	}
-	/* The drain begins while this request is held. */
-	graced_server_drain(graced_request_server(r), "test");
+	/* The drain begins while this request is held. It belongs to the main
+	 * loop, and this handler may run on a worker's thread. */
+	event_base_once(graced_server_base(graced_request_server(r)), -1,
+	    EV_TIMEOUT, drain_now, graced_request_server(r), NULL);
 }
 
 static void

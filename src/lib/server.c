@@ -215,9 +215,12 @@ int server_fail_step;
 
 /* The test hook: fails start right after step (see server.h). */
 static int
-fail_after(int step)
+fail_after(int step, const char **cause)
 {
-	return server_fail_step == step ? -ECANCELED : 0;
+	if (server_fail_step != step)
+		return 0;
+	*cause = "server_fail_step (tests only)";
+	return -ECANCELED;
 }
 
 /* Undoes a start that failed: nothing stays bound, no thread runs, and the
@@ -265,7 +268,7 @@ graced_server_start(struct graced_server *srv)
 		goto out;
 	nfds = srv->nworkers;
 	afd = listener_open(&srv->cfg.admin_listen, 0, err, sizeof(err));
-	rc = afd < 0 ? afd : fail_after(SERVER_STEP_ADMIN_BIND);
+	rc = afd < 0 ? afd : fail_after(SERVER_STEP_ADMIN_BIND, &cause);
 	if (rc < 0)
 		goto out;
 	listener_address(afd, srv->address[1], sizeof(srv->address[1]));
@@ -276,20 +279,21 @@ graced_server_start(struct graced_server *srv)
 		nfds--;
 	}
 	if (rc == 0)
-		rc = fail_after(SERVER_STEP_LISTEN);
+		rc = fail_after(SERVER_STEP_LISTEN, &cause);
 	if (rc < 0)
 		goto out;
 	cause = "cannot serve the admin listener";
 	srv->admin = admin_new(srv, afd);
 	afd = -1; /* taken over */
-	rc = srv->admin == NULL ? -ENOMEM : fail_after(SERVER_STEP_ADMIN);
+	rc = srv->admin == NULL ? -ENOMEM :
+	                          fail_after(SERVER_STEP_ADMIN, &cause);
 	if (rc < 0)
 		goto out;
 	cause = "cannot start a worker thread";
 	for (unsigned i = 0; i < srv->nworkers && rc == 0; i++)
 		rc = worker_start(srv->workers[i]);
 	if (rc == 0)
-		rc = fail_after(SERVER_STEP_THREADS);
+		rc = fail_after(SERVER_STEP_THREADS, &cause);
 	if (rc < 0)
 		goto out;
 	drain_serving(srv);

@@ -27,7 +27,8 @@ struct waiting {
 };
 
 /* The part of the application that belongs to one event loop: requests of
- * a loop are only ever touched from that loop. */
+ * a loop are only ever touched from that loop. Other threads read only
+ * written (below) and base (fixed once the lane is listed). */
 struct lane {
 	struct events *ev;
 	struct event_base *base;
@@ -35,6 +36,9 @@ struct lane {
 	struct waiting *waiting; /* requests whose lines are in batch */
 	size_t nwaiting, cap;
 	struct event *flush_ev; /* end of this loop iteration: write */
+	/* Written by the lane's loop; read by the stop hook on the main loop
+	 * once no request is left, after the workers' last report (libevent's
+	 * locks order the two). */
 	unsigned long long written;
 };
 
@@ -57,7 +61,8 @@ static const char *const spool_replies[SPOOL_NCAUSES] = { "", "spool full",
 
 struct events {
 	char path[PATH_MAX];
-	pthread_mutex_t lock; /* fd, state, and the lanes array */
+	/* fd, state writes, lanes and nlanes: any thread, under the lock. */
+	pthread_mutex_t lock;
 	int fd;
 	enum events_sync sync; /* set before serving, then read only */
 	/* Written under lock, read with an atomic load from any thread
@@ -384,8 +389,10 @@ events_written(struct events *ev)
 {
 	unsigned long long n = 0;
 
+	pthread_mutex_lock(&ev->lock);
 	for (unsigned i = 0; i < ev->nlanes; i++)
 		n += ev->lanes[i]->written;
+	pthread_mutex_unlock(&ev->lock);
 	return n;
 }
 

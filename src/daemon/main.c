@@ -85,8 +85,11 @@ out:
 	for (size_t i = 0; i < 4; i++)
 		if (sigev[i] != NULL)
 			event_free(sigev[i]);
-	graced_server_free(d.srv);
+	/* The events app keeps an event on each worker's loop: it goes first,
+	 * while those loops exist. No connection is left once the server has
+	 * run (or failed to start), so no abort callback reaches it after. */
 	events_free(d.events);
+	graced_server_free(d.srv);
 	options_free(&o);
 	return rc;
 }

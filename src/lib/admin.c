@@ -11,6 +11,7 @@
 
 #include "admin.h"
 #include "health.h"
+#include "listener.h"
 #include "metrics.h"
 #include "request.h"
 #include "server.h"
@@ -27,7 +28,8 @@ struct admin {
 	struct graced_server *srv;
 	struct evhttp *http;
 	struct waiter *waiters;
-	unsigned sending; /* released replies not flushed yet */
+	unsigned sending;             /* released replies not flushed yet */
+	struct listener_guard *guard; /* accept failures: pause, count */
 };
 
 static void
@@ -192,13 +194,16 @@ admin_new(struct graced_server *srv, int fd)
 	struct admin *a = calloc(1, sizeof(*a));
 	struct evconnlistener *lev;
 
-	if (a == NULL)
+	if (a == NULL) {
+		close(fd);
 		return NULL;
+	}
 	a->srv = srv;
 	a->http = evhttp_new(srv->base);
-	lev = a->http ? evconnlistener_new(srv->base, NULL, NULL,
-	                    LEV_OPT_CLOSE_ON_FREE, -1, fd) :
-	                NULL;
+	a->guard = listener_guard_new(srv->base, "admin");
+	lev = a->http && a->guard ? evconnlistener_new(srv->base, NULL, NULL,
+	                                LEV_OPT_CLOSE_ON_FREE, -1, fd) :
+	                            NULL;
 	if (lev == NULL)
 		close(fd);
 	if (lev == NULL || evhttp_bind_listener(a->http, lev) == NULL) {
@@ -207,6 +212,7 @@ admin_new(struct graced_server *srv, int fd)
 		admin_free(a);
 		return NULL;
 	}
+	listener_guard_attach(a->guard, lev);
 	evhttp_set_gencb(a->http, admin_dispatch, a);
 	evhttp_set_timeout(a->http, 30);
 	evhttp_set_max_body_size(a->http, 4096);
@@ -218,7 +224,15 @@ admin_free(struct admin *a)
 {
 	if (a == NULL)
 		return;
+	/* Before evhttp_free frees the listener it watches. */
+	listener_guard_free(a->guard);
 	if (a->http != NULL)
 		evhttp_free(a->http);
 	free(a);
+}
+
+const struct listener_guard *
+admin_guard(const struct admin *a)
+{
+	return a == NULL ? NULL : a->guard;
 }

@@ -6,6 +6,7 @@
 
 struct graced_server;
 struct admin;
+struct listener_guard;
 
 /* Serves on the listening socket fd (taken over); NULL on failure. */
 struct admin *admin_new(struct graced_server *srv, int fd);
@@ -14,5 +15,7 @@ void admin_release(struct admin *a);
 /* Released replies still being written; the loop exits when it is 0. */
 unsigned admin_sending(const struct admin *a);
 void admin_free(struct admin *a);
+/* The admin listener's accept failures, for /metrics. */
+const struct listener_guard *admin_guard(const struct admin *a);
 
 #endif

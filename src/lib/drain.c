@@ -87,7 +87,7 @@ void
 drain_serving(struct graced_server *srv)
 {
 	set_state(srv, GRACED_SERVING);
-	srv->started_ms = now_ms();
+	SHARED_SET(&srv->started_ms, now_ms());
 	log_event("serving",
 	    json_pack("{s:s,s:s,s:s,s:I}", "state", "serving", "listen",
 	        srv->address[0], "admin", srv->address[1], "workers",
@@ -102,7 +102,7 @@ drain_begin(struct graced_server *srv, const char *cause)
 
 	if (srv->state != GRACED_SERVING)
 		return;
-	srv->drain_ms = now_ms();
+	SHARED_SET(&srv->drain_ms, now_ms());
 	set_state(srv, GRACED_DRAINING);
 	event_add(srv->timeout_ev, &timeout);
 	log_transition(srv, "drain_begin", "cause", cause, 0);
@@ -124,7 +124,7 @@ drain_stop(struct graced_server *srv, const char *why)
 
 	if (srv->state != GRACED_DRAINING)
 		return;
-	srv->stopping_ms = now_ms();
+	SHARED_SET(&srv->stopping_ms, now_ms());
 	set_state(srv, GRACED_STOPPING);
 	event_del(srv->delay_ev);
 	log_transition(srv, "drain_stop", "why", why, srv->drain_ms);
@@ -217,7 +217,7 @@ drain_cut_off(struct graced_server *srv, const char *why)
 	if (srv->state == GRACED_STOPPED || srv->cutting)
 		return;
 	if (srv->state < GRACED_STOPPING) {
-		srv->stopping_ms = now_ms();
+		SHARED_SET(&srv->stopping_ms, now_ms());
 		set_state(srv, GRACED_STOPPING);
 	}
 	srv->cutting = 1;
@@ -228,7 +228,8 @@ drain_cut_off(struct graced_server *srv, const char *why)
 uint64_t
 drain_ms_left(const struct graced_server *srv)
 {
-	uint64_t end = srv->drain_ms + (uint64_t)(srv->cfg.drain_delay * 1000);
+	uint64_t end = SHARED_GET(&srv->drain_ms) +
+	    (uint64_t)(srv->cfg.drain_delay * 1000);
 	uint64_t now = now_ms();
 
 	if (server_state(srv) != GRACED_DRAINING || now >= end)

@@ -9,12 +9,17 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "graced.h"
 #include "listener.h"
+#include "log.h"
+#include "util.h"
 
 int
 listener_open(
@@ -114,4 +119,159 @@ listener_address(int fd, char *buf, size_t len)
 	}
 	snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
 	    port);
+}
+
+const char *const listener_errno_names[LISTENER_NERRNOS] = {
+	"EMFILE",
+	"ENFILE",
+	"ENOBUFS",
+	"ENOMEM",
+	"other",
+};
+static const int guard_errnos[LISTENER_NERRNOS - 1] = {
+	EMFILE,
+	ENFILE,
+	ENOBUFS,
+	ENOMEM,
+};
+
+struct listener_guard {
+	const char *name;
+	struct evconnlistener *lev; /* NULL when detached */
+	struct event *resume_ev;    /* the backoff is over */
+	/* Written by the listener's loop, read by /metrics (COUNTER_*). */
+	uint64_t errors[LISTENER_NERRNOS];
+	uint64_t logged_ms;  /* last accept_failed line */
+	uint64_t suppressed; /* failures not logged since that line */
+	struct listener_guard *next;
+};
+
+/* libevent calls a listener's error callback with the listener's user data,
+ * and evhttp_bind_listener made that its struct evhttp: the guard is found
+ * by the listener instead. A process has a few listeners and this list is
+ * read only when accept() fails. */
+static pthread_mutex_t guards_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct listener_guard *guards;
+
+static struct listener_guard *
+guard_find(struct evconnlistener *lev)
+{
+	struct listener_guard *g;
+
+	pthread_mutex_lock(&guards_lock);
+	for (g = guards; g != NULL && g->lev != lev; g = g->next)
+		;
+	pthread_mutex_unlock(&guards_lock);
+	return g;
+}
+
+static void
+guard_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener_guard *g = arg;
+
+	(void)fd;
+	(void)what;
+	if (g->lev != NULL)
+		evconnlistener_enable(g->lev);
+}
+
+static void
+guard_log(struct listener_guard *g, int err, size_t i)
+{
+	uint64_t now = now_ms();
+
+	if (g->logged_ms != 0 && now - g->logged_ms < 1000) {
+		g->suppressed++;
+		return;
+	}
+	log_event("accept_failed",
+	    json_pack("{s:s,s:s,s:s,s:I}", "listener", g->name, "errno",
+	        listener_errno_names[i], "error", strerror(err), "suppressed",
+	        (json_int_t)g->suppressed));
+	g->logged_ms = now;
+	g->suppressed = 0;
+}
+
+/* Out of descriptors or memory, the listening socket stays readable: without
+ * a pause the loop would spin on accept() (libevent only retries at once). */
+static void
+guard_error_cb(struct evconnlistener *lev, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	struct listener_guard *g = guard_find(lev);
+	struct timeval pause = { 0, LISTENER_BACKOFF_MS * 1000 };
+	size_t i = 0;
+
+	(void)arg;
+	evconnlistener_disable(lev);
+	if (g == NULL)
+		return;
+	while (i < LISTENER_NERRNOS - 1 && guard_errnos[i] != err)
+		i++;
+	COUNTER_ADD(&g->errors[i], 1);
+	guard_log(g, err, i);
+	event_add(g->resume_ev, &pause);
+}
+
+struct listener_guard *
+listener_guard_new(struct event_base *base, const char *name)
+{
+	struct listener_guard *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->name = name;
+	g->resume_ev = evtimer_new(base, guard_resume_cb, g);
+	if (g->resume_ev == NULL) {
+		free(g);
+		return NULL;
+	}
+	pthread_mutex_lock(&guards_lock);
+	g->next = guards;
+	guards = g;
+	pthread_mutex_unlock(&guards_lock);
+	return g;
+}
+
+void
+listener_guard_attach(struct listener_guard *g, struct evconnlistener *lev)
+{
+	pthread_mutex_lock(&guards_lock);
+	g->lev = lev;
+	pthread_mutex_unlock(&guards_lock);
+	evconnlistener_set_error_cb(lev, guard_error_cb);
+}
+
+void
+listener_guard_detach(struct listener_guard *g)
+{
+	if (g == NULL)
+		return;
+	event_del(g->resume_ev);
+	pthread_mutex_lock(&guards_lock);
+	g->lev = NULL;
+	pthread_mutex_unlock(&guards_lock);
+}
+
+void
+listener_guard_free(struct listener_guard *g)
+{
+	struct listener_guard **p;
+
+	if (g == NULL)
+		return;
+	pthread_mutex_lock(&guards_lock);
+	for (p = &guards; *p != g; p = &(*p)->next)
+		;
+	*p = g->next;
+	pthread_mutex_unlock(&guards_lock);
+	event_free(g->resume_ev);
+	free(g);
+}
+
+uint64_t
+listener_guard_errors(const struct listener_guard *g, size_t i)
+{
+	return g == NULL ? 0 : COUNTER_GET(&g->errors[i]);
 }

@@ -3,6 +3,10 @@
 #define GRACED_LISTENER_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
 #include "config.h"
 
 /* Binds and listens on addr. Returns the fd, or a negative errno with a
@@ -20,5 +24,30 @@ int listener_shrink_backlog(int fd);
 int listener_queue_len(int fd);
 /* Writes the bound address of fd as "HOST:PORT". */
 void listener_address(int fd, char *buf, size_t len);
+
+/*
+ * Accept failures. When accept() fails for want of descriptors or memory,
+ * the listener pauses for LISTENER_BACKOFF_MS and resumes by itself; each
+ * failure is counted by errno, and logged ("accept_failed") at most once a
+ * second. One guard per listener, made on the loop that runs it.
+ */
+#define LISTENER_BACKOFF_MS 50
+/* errno labels of graced_accept_errors_total; the last is "other". */
+#define LISTENER_NERRNOS 5
+extern const char *const listener_errno_names[LISTENER_NERRNOS];
+
+struct listener_guard;
+
+/* name is the "listener" label ("public", "admin"); NULL without memory. */
+struct listener_guard *listener_guard_new(
+    struct event_base *base, const char *name);
+/* Watches lev's accept errors (one listener at a time), from its loop. */
+void listener_guard_attach(
+    struct listener_guard *g, struct evconnlistener *lev);
+/* Before lev is freed: forgets it and cancels a pending resume. */
+void listener_guard_detach(struct listener_guard *g);
+void listener_guard_free(struct listener_guard *g);
+/* Failures counted under listener_errno_names[i] (any thread). */
+uint64_t listener_guard_errors(const struct listener_guard *g, size_t i);
 
 #endif

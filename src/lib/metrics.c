@@ -4,7 +4,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 
+#include "admin.h"
 #include "graced.h"
+#include "listener.h"
 #include "metrics.h"
 #include "router.h"
 #include "server.h"
@@ -98,6 +100,31 @@ render_requests(struct graced_server *srv, struct evbuffer *out)
 	}
 }
 
+/* Accept failures by listener and errno; the workers' public listeners are
+ * summed. */
+static void
+render_accept_errors(struct graced_server *srv, struct evbuffer *out)
+{
+	evbuffer_add_printf(out,
+	    "# HELP graced_accept_errors_total Failed accept() calls (each "
+	    "pauses the listener briefly).\n"
+	    "# TYPE graced_accept_errors_total counter\n");
+	for (size_t i = 0; i < LISTENER_NERRNOS; i++) {
+		uint64_t n = 0;
+		for (unsigned k = 0; k < srv->nworkers; k++)
+			n += listener_guard_errors(srv->workers[k]->guard, i);
+		evbuffer_add_printf(out,
+		    "graced_accept_errors_total{listener=\"public\","
+		    "errno=\"%s\"} %llu\n"
+		    "graced_accept_errors_total{listener=\"admin\","
+		    "errno=\"%s\"} %llu\n",
+		    listener_errno_names[i], (unsigned long long)n,
+		    listener_errno_names[i],
+		    (unsigned long long)listener_guard_errors(
+		        admin_guard(srv->admin), i));
+	}
+}
+
 /* One gauge or counter per worker, read from the field at offset off. */
 static void
 render_per_worker(struct graced_server *srv, struct evbuffer *out,
@@ -130,6 +157,10 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 {
 	enum graced_state state = server_state(srv);
 	uint64_t now = now_ms();
+	/* Set by the main loop; this may run on a worker's thread. */
+	uint64_t started = SHARED_GET(&srv->started_ms);
+	uint64_t drain = SHARED_GET(&srv->drain_ms);
+	uint64_t stopping = SHARED_GET(&srv->stopping_ms);
 
 	render_requests(srv, out);
 	render_per_worker(srv, out, "graced_in_flight_requests",
@@ -144,6 +175,7 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	render_per_worker(srv, out, "graced_requests_cut_off_total",
 	    "Requests cut off at stop.", "counter",
 	    offsetof(struct worker, metrics.cut_off), 1);
+	render_accept_errors(srv, out);
 	evbuffer_add_printf(out,
 	    "# HELP graced_state 1 for the state the server is in.\n"
 	    "# TYPE graced_state gauge\n");
@@ -158,13 +190,9 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	    "# HELP graced_uptime_seconds Seconds since serving began.\n"
 	    "# TYPE graced_uptime_seconds gauge\n"
 	    "graced_uptime_seconds %.3f\n",
-	    srv->drain_ms == 0 ?
-	        0.0 :
-	        (double)((srv->stopping_ms ? srv->stopping_ms : now) -
-	            srv->drain_ms) /
-	            1000.0,
-	    srv->stopping_ms == 0 ? 0.0 :
-	                            (double)(now - srv->stopping_ms) / 1000.0,
-	    srv->started_ms ? (double)(now - srv->started_ms) / 1000.0 : 0.0);
+	    drain == 0 ? 0.0 :
+	                 (double)((stopping ? stopping : now) - drain) / 1000.0,
+	    stopping == 0 ? 0.0 : (double)(now - stopping) / 1000.0,
+	    started ? (double)(now - started) / 1000.0 : 0.0);
 	render_hooks(srv, out);
 }

@@ -233,64 +233,102 @@ open_listeners(struct graced_server *srv, int *fds, char *err, size_t len)
 	return 0;
 }
 
+int server_fail_step;
+
+/* The test hook: fails start right after step (see server.h). */
+static int
+fail_after(int step, const char **cause)
+{
+	if (server_fail_step != step)
+		return 0;
+	*cause = "server_fail_step (tests only)";
+	return -ECANCELED;
+}
+
+/* Undoes a start that failed: nothing stays bound, no thread runs, and the
+ * server is as graced_server_new left it. */
+static void
+start_undo(struct graced_server *srv)
+{
+	for (unsigned i = 0; srv->workers != NULL && i < srv->nworkers; i++)
+		worker_free(srv->workers[i]);
+	free(srv->workers);
+	srv->workers = NULL;
+	admin_free(srv->admin);
+	srv->admin = NULL;
+	/* The health routes are added again by the next start. */
+	srv->router.ntables--;
+	srv->router.nroutes -= health_nroutes;
+}
+
 int
 graced_server_start(struct graced_server *srv)
 {
 	char err[512];
+	const char *cause = "out of memory";
 	int *fds = NULL, afd = -1, rc;
+	unsigned nfds = 0; /* the last nfds of fds are ours to close */
 
 	if (srv->state != GRACED_STARTING)
 		return -EBUSY;
 	rc = router_add(&srv->router, health_routes, health_nroutes, NULL);
 	if (rc < 0)
 		return start_failed("too many route tables", rc);
+	rc = -ENOMEM;
 	srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
 	fds = calloc(srv->nworkers, sizeof(*fds));
-	if (srv->workers == NULL || fds == NULL) {
-		free(fds);
-		return start_failed("out of memory", -ENOMEM);
-	}
+	if (srv->workers == NULL || fds == NULL)
+		goto out;
 	for (unsigned i = 0; i < srv->nworkers; i++) {
 		srv->workers[i] = worker_new(srv, i);
-		if (srv->workers[i] == NULL) {
-			free(fds);
-			return start_failed("out of memory", -ENOMEM);
-		}
+		if (srv->workers[i] == NULL)
+			goto out;
 	}
+	cause = err;
 	rc = open_listeners(srv, fds, err, sizeof(err));
-	if (rc < 0) {
-		free(fds);
-		return start_failed(err, rc);
-	}
+	if (rc < 0)
+		goto out;
+	nfds = srv->nworkers;
 	afd = listener_open(&srv->cfg.admin_listen, 0, err, sizeof(err));
-	if (afd < 0) {
-		for (unsigned i = 0; i < srv->nworkers; i++)
-			close(fds[i]);
-		free(fds);
-		return start_failed(err, afd);
-	}
+	rc = afd < 0 ? afd : fail_after(SERVER_STEP_ADMIN_BIND, &cause);
+	if (rc < 0)
+		goto out;
 	listener_address(afd, srv->address[1], sizeof(srv->address[1]));
-	for (unsigned i = 0; i < srv->nworkers; i++) {
+	cause = "cannot serve the listener";
+	for (unsigned i = 0; i < srv->nworkers && rc == 0; i++) {
+		/* worker_listen takes the fd over, even when it fails. */
 		rc = worker_listen(srv->workers[i], fds[i]);
-		if (rc < 0) {
-			/* Workers that listen already close theirs in free. */
-			for (unsigned k = i; k < srv->nworkers; k++)
-				close(fds[k]);
-			close(afd);
-			free(fds);
-			return start_failed("cannot serve the listener", rc);
-		}
+		nfds--;
 	}
-	free(fds);
+	if (rc == 0)
+		rc = fail_after(SERVER_STEP_LISTEN, &cause);
+	if (rc < 0)
+		goto out;
+	cause = "cannot serve the admin listener";
 	srv->admin = admin_new(srv, afd);
-	if (srv->admin == NULL)
-		return start_failed("cannot serve the admin listener", -ENOMEM);
-	for (unsigned i = 0; i < srv->nworkers; i++) {
+	afd = -1; /* taken over */
+	rc = srv->admin == NULL ? -ENOMEM :
+	                          fail_after(SERVER_STEP_ADMIN, &cause);
+	if (rc < 0)
+		goto out;
+	cause = "cannot start a worker thread";
+	for (unsigned i = 0; i < srv->nworkers && rc == 0; i++)
 		rc = worker_start(srv->workers[i]);
-		if (rc < 0)
-			return start_failed("cannot start a worker thread", rc);
-	}
+	if (rc == 0)
+		rc = fail_after(SERVER_STEP_THREADS, &cause);
+	if (rc < 0)
+		goto out;
 	drain_serving(srv);
+out:
+	for (unsigned i = srv->nworkers - nfds; i < srv->nworkers; i++)
+		close(fds[i]);
+	free(fds);
+	if (afd >= 0)
+		close(afd);
+	if (rc < 0) {
+		start_undo(srv);
+		return start_failed(cause, rc);
+	}
 	return 0;
 }
 

@@ -21,6 +21,9 @@ struct server_hook {
 	const char *name; /* status hooks: the /healthz field */
 };
 
+/* Owned by the main loop. Worker threads read cfg, router, workers,
+ * nworkers and admin, all fixed before the first thread starts, and the
+ * fields marked shared below; nothing else. */
 struct graced_server {
 	struct graced_config cfg;
 	struct event_base *base; /* main loop: signals, timers, admin */
@@ -28,7 +31,8 @@ struct graced_server {
 	unsigned nworkers;
 	struct admin *admin;
 	struct router router;
-	enum graced_state state; /* written by the main loop only */
+	/* Written by the main loop (SHARED_SET), read anywhere (server_state). */
+	enum graced_state state;
 	struct server_hook on_drain[SERVER_MAX_HOOKS];
 	struct server_hook on_stop[SERVER_MAX_HOOKS];
 	unsigned ndrain_hooks, nstop_hooks;
@@ -44,14 +48,26 @@ struct graced_server {
 	int close_sent;           /* workers told to close their listeners */
 	int cutting;              /* workers told to cut off */
 	const char *cut_why;      /* ... and why */
-	uint64_t started_ms;      /* SERVING since */
-	uint64_t drain_ms;        /* DRAINING since */
-	uint64_t stopping_ms;     /* STOPPING since */
-	uint64_t stopped_ms;      /* STOPPED since */
-	uint64_t cut_off;         /* requests cut off at stop */
+	/* Written by the main loop (SHARED_SET), read by /metrics and /healthz
+	 * on any thread (SHARED_GET). */
+	uint64_t started_ms;  /* SERVING since */
+	uint64_t drain_ms;    /* DRAINING since */
+	uint64_t stopping_ms; /* STOPPING since */
+	uint64_t stopped_ms;  /* STOPPED since (main loop only) */
+	uint64_t cut_off;     /* requests cut off at stop */
 	int exit_status;
 	char address[2][300]; /* bound public and admin addresses */
 };
+
+/* Tests only: graced_server_start fails (-ECANCELED) right after this step,
+ * to check that it undoes everything. 0, the library's value: never. */
+enum {
+	SERVER_STEP_ADMIN_BIND = 1, /* admin socket bound */
+	SERVER_STEP_LISTEN,         /* workers took their listeners */
+	SERVER_STEP_ADMIN,          /* admin listener served */
+	SERVER_STEP_THREADS,        /* worker threads started */
+};
+extern int server_fail_step;
 
 /* The state, from any thread. */
 static inline enum graced_state

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -86,14 +87,13 @@ worker_dispatch(struct evhttp_request *req, void *arg)
 static void
 close_listener(struct worker *w)
 {
+	listener_guard_detach(w->guard);
 	if (w->bound != NULL)
 		evhttp_del_accept_socket(w->http, w->bound);
 	w->bound = NULL;
 	w->listener = NULL;
 	w->lfd = -1;
 	w->closing = 0;
-	if (w->backoff_ev != NULL)
-		event_del(w->backoff_ev);
 }
 
 /* Tells the main loop that something it waits for may have happened. */
@@ -247,31 +247,6 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void
-backoff_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker *w = arg;
-
-	(void)fd;
-	(void)what;
-	if (w->listener != NULL)
-		evconnlistener_enable(w->listener);
-}
-
-static void
-accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-	struct worker *w = arg;
-	struct timeval tv = { 0, 100000 };
-	int err = EVUTIL_SOCKET_ERROR();
-
-	/* Out of descriptors or memory: pause accepting instead of spinning
-	 * on a queue we cannot take from (libevent #71). */
-	log_event("accept_failed", json_pack("{s:s}", "error", strerror(err)));
-	evconnlistener_disable(lev);
-	event_add(w->backoff_ev, &tv);
-}
-
 struct worker *
 worker_new(struct graced_server *srv, unsigned id)
 {
@@ -297,10 +272,10 @@ worker_new(struct graced_server *srv, unsigned id)
 	w->cmd_ev = event_new(w->base, -1, 0, cmd_cb, w);
 	w->close_check_ev = event_new(w->base, -1, 0, close_check_cb, w);
 	w->sweep_ev = event_new(w->base, -1, EV_PERSIST, sweep_cb, w);
-	w->backoff_ev = event_new(w->base, -1, 0, backoff_cb, w);
+	w->guard = listener_guard_new(w->base, "public");
 	if (w->http == NULL || w->adopt_ev == NULL || w->cmd_ev == NULL ||
 	    w->close_check_ev == NULL || w->sweep_ev == NULL ||
-	    w->backoff_ev == NULL ||
+	    w->guard == NULL ||
 	    metrics_init(&w->metrics, srv->router.nroutes + 1) < 0) {
 		worker_free(w);
 		return NULL;
@@ -325,15 +300,17 @@ worker_listen(struct worker *w, evutil_socket_t fd)
 {
 	w->listener = evconnlistener_new(
 	    w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (w->listener == NULL)
+	if (w->listener == NULL) {
+		close(fd);
 		return -ENOMEM;
+	}
 	w->bound = evhttp_bind_listener(w->http, w->listener);
 	if (w->bound == NULL) {
 		evconnlistener_free(w->listener);
 		w->listener = NULL;
 		return -ENOMEM;
 	}
-	evconnlistener_set_error_cb(w->listener, accept_error_cb);
+	listener_guard_attach(w->guard, w->listener);
 	w->lfd = fd;
 	return 0;
 }
@@ -383,6 +360,8 @@ worker_free(struct worker *w)
 	if (w == NULL)
 		return;
 	worker_join(w);
+	/* Before evhttp_free frees the listener it watches. */
+	listener_guard_free(w->guard);
 	/* evhttp_free runs every close callback, which empties conns. */
 	if (w->http != NULL)
 		evhttp_free(w->http);
@@ -395,8 +374,6 @@ worker_free(struct worker *w)
 		event_free(w->close_check_ev);
 	if (w->sweep_ev)
 		event_free(w->sweep_ev);
-	if (w->backoff_ev)
-		event_free(w->backoff_ev);
 	metrics_free(&w->metrics);
 	free(w->conns);
 	if (w->own_base && w->base)

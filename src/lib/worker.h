@@ -50,13 +50,15 @@ enum {
 	WORKER_CUT_OFF = 1 << 5,        /* close everything */
 };
 
+/* A worker's fields belong to its own loop, except where a comment names
+ * another thread and how it reads or writes. */
 struct worker {
 	struct graced_server *srv;
 	unsigned id;
 	struct event_base *base; /* its loop (the main one if own_base is 0) */
 	int own_base;            /* 0: runs on the main loop */
-	pthread_t thread;
-	int running; /* thread started, not joined */
+	pthread_t thread;        /* main thread only, like running */
+	int running;             /* thread started, not joined */
 	struct evhttp *http;
 	struct evconnlistener *listener;
 	struct evhttp_bound_socket *bound;
@@ -68,22 +70,31 @@ struct worker {
 	struct event *cmd_ev;            /* the main loop sent commands */
 	struct event *close_check_ev; /* listener closing: queue empty yet? */
 	struct event *sweep_ev;       /* request-timeout sweep */
-	struct event *backoff_ev;     /* accept paused after EMFILE */
-	int closing;                  /* listener is draining its queue */
-	int close_wanted;             /* close the listener once empty */
-	unsigned cmds;                /* pending commands (atomic) */
-	/* Written by the worker, read by the main thread (util.h macros). */
+	/* Accept failures: pause, count. Its counters are read by /metrics on
+	 * any thread (listener_guard_errors). */
+	struct listener_guard *guard;
+	int closing;      /* listener is draining its queue */
+	int close_wanted; /* close the listener once empty */
+	/* Pending commands: any thread ORs bits in (worker_send), the worker
+	 * takes them all with an atomic exchange. */
+	unsigned cmds;
+	/* Written by the worker (COUNTER_ADD), read on any thread by /healthz,
+	 * /metrics and the drain (COUNTER_GET). */
 	unsigned nconns;    /* open connections, adopting or not */
 	unsigned in_flight; /* requests held by handlers */
-	int queue_empty;    /* the closing listener's queue is empty */
+	/* Set by the worker (SHARED_SET), read by the main loop (SHARED_GET). */
+	int queue_empty; /* the closing listener's queue is empty */
 	int listener_closed;
 	int cut_done; /* WORKER_CUT_OFF carried out */
+	/* Written by the worker (COUNTER_ADD), summed by /metrics and the drain
+	 * on any thread (COUNTER_GET). */
 	struct metrics metrics;
 };
 
 /* Makes worker id for srv with its own event loop. */
 struct worker *worker_new(struct graced_server *srv, unsigned id);
-/* Starts serving on the listening socket fd (taken over). 0 or -errno. */
+/* Starts serving on the listening socket fd (taken over, closed on failure).
+ * 0 or -errno. */
 int worker_listen(struct worker *w, evutil_socket_t fd);
 /* Runs the worker's loop on a thread of its own. 0 or -errno. */
 int worker_start(struct worker *w);

@@ -26,17 +26,17 @@ class Graced:
     """One running graced serve process."""
 
     def __init__(self, *args, env=None, spool=None, wait=True, wrap=None):
+        """wrap: a command prefix that execs graced in the same process,
+        e.g. ["prlimit", "--nofile=64:64", "--"]."""
         self.tmp = tempfile.TemporaryDirectory(prefix="graced-test-")
         self.spool = spool or os.path.join(self.tmp.name, "events.jsonl")
-        cmd = [GRACED, "serve", "--listen", "127.0.0.1:0",
+        cmd = list(wrap or []) + [GRACED, "serve", "--listen", "127.0.0.1:0",
                "--admin-listen", "127.0.0.1:0", "--spool", self.spool]
         # One event loop unless GRACED_TEST_WORKERS says how many.
         workers = os.environ.get("GRACED_TEST_WORKERS", "1")
         if not any(a.startswith("--workers") for a in args):
             cmd += ["--workers", workers]
         cmd += list(args)
-        # wrap: a command that execs graced, e.g. ["prlimit", "--fsize=N"].
-        cmd = list(wrap or []) + cmd
         full_env = {k: v for k, v in os.environ.items()
                     if not k.startswith("GRACED_")}
         full_env.update(env or {})

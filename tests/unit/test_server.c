@@ -2,7 +2,9 @@
  * later from a timer, hooks, and a request cut off at the shutdown timeout.
  * A client thread talks to the server over a real loopback socket. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <cmocka.h>
 
 #include "graced.h"
+#include "server.h"
 
 struct app {
 	struct graced_server *srv;
@@ -58,6 +61,14 @@ aborted(struct graced_request *r, void *arg)
 }
 
 static void
+drain_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	graced_server_drain(arg, "test");
+}
+
+static void
 slow(struct graced_request *r, void *arg)
 {
 	struct app *app = arg;
@@ -69,8 +80,10 @@ slow(struct graced_request *r, void *arg)
 		app->timer = evtimer_new(graced_request_base(r), later, app);
 		evtimer_add(app->timer, &tv);
 	}
-	/* The drain begins while this request is held. */
-	graced_server_drain(graced_request_server(r), "test");
+	/* The drain begins while this request is held. It belongs to the main
+	 * loop, and this handler may run on a worker's thread. */
+	event_base_once(graced_server_base(graced_request_server(r)), -1,
+	    EV_TIMEOUT, drain_now, graced_request_server(r), NULL);
 }
 
 static void
@@ -229,6 +242,96 @@ test_async_reply_with_two_workers(void **state)
 	assert_int_equal(app.replied_before_stop, 1);
 }
 
+/* A port nothing listens on: bound, read back, closed. */
+static int
+free_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, len), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+/* Whether a plain socket (no SO_REUSEADDR) can bind port and listen. */
+static int
+port_is_free(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)port);
+	ok = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    listen(fd, 1) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Each step of graced_server_start fails in turn: the call returns the
+ * error, both ports can be bound again at once, and the same server then
+ * starts for real. */
+static void
+failed_start_unbinds(const char *workers)
+{
+	for (int step = SERVER_STEP_ADMIN_BIND; step <= SERVER_STEP_THREADS;
+	     step++) {
+		struct graced_config *cfg = graced_config_new();
+		struct graced_server *srv;
+		char err[256], listen[64], admin[64];
+		int port = free_port(), aport = free_port();
+
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+		snprintf(admin, sizeof(admin), "127.0.0.1:%d", aport);
+		assert_int_equal(
+		    graced_config_set(cfg, "listen", listen, err, sizeof(err)),
+		    0);
+		assert_int_equal(graced_config_set(cfg, "admin-listen", admin,
+		                     err, sizeof(err)),
+		    0);
+		assert_int_equal(graced_config_set(cfg, "log-file", "/dev/null",
+		                     err, sizeof(err)),
+		    0);
+		assert_int_equal(graced_config_set(
+		                     cfg, "workers", workers, err, sizeof(err)),
+		    0);
+		srv = graced_server_new(cfg);
+		graced_config_free(cfg);
+		assert_non_null(srv);
+		server_fail_step = step;
+		assert_int_equal(graced_server_start(srv), -ECANCELED);
+		server_fail_step = 0;
+		assert_int_equal(graced_server_state(srv), GRACED_STARTING);
+		assert_null(graced_server_address(srv, 0));
+		assert_true(port_is_free(port));
+		assert_true(port_is_free(aport));
+		/* Nothing of the failed attempt is left in the way. */
+		assert_int_equal(graced_server_start(srv), 0);
+		assert_false(port_is_free(port));
+		graced_server_stop_now(srv, "test");
+		assert_int_equal(graced_server_run(srv), 0);
+		graced_server_free(srv);
+	}
+}
+
+static void
+test_failed_start_unbinds(void **state)
+{
+	(void)state;
+	failed_start_unbinds("1");
+}
+
+static void
+test_failed_start_unbinds_two_workers(void **state)
+{
+	(void)state;
+	failed_start_unbinds("2");
+}
+
 int
 main(void)
 {
@@ -236,6 +339,8 @@ main(void)
 		cmocka_unit_test(test_async_reply_finishes_the_drain),
 		cmocka_unit_test(test_held_request_is_cut_off_at_timeout),
 		cmocka_unit_test(test_async_reply_with_two_workers),
+		cmocka_unit_test(test_failed_start_unbinds),
+		cmocka_unit_test(test_failed_start_unbinds_two_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,6 +62,9 @@ static const struct opt opts[] = {
 	    "log file, reopened on SIGHUP (default: stderr)" },
 	{ "access-log", OPT_BOOL, OFF(access_log), "on", 0, 0,
 	    "one log line per request: on or off" },
+	{ "admin-token-file", OPT_PATH, OFF(admin_token_file), "", 0, 0,
+	    "file with the bearer token every admin request must carry "
+	    "(read at start)" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

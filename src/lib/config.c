@@ -94,6 +94,11 @@ config_parse_addr(const char *s, struct config_addr *out)
 	if (hostlen == 0 || hostlen >= sizeof(out->host) || colon[1] == '\0' ||
 	    strlen(colon + 1) >= sizeof(out->port))
 		return -EINVAL;
+	/* Brackets only ever enclose an IPv6 host: one inside a host would
+	 * make an address that graced_config_get() cannot print back. */
+	if (memchr(host, '[', hostlen) != NULL ||
+	    memchr(host, ']', hostlen) != NULL)
+		return -EINVAL;
 	errno = 0;
 	port = strtoul(colon + 1, &end, 10);
 	if (*end != '\0' || errno != 0 || port > 65535 || colon[1] == '-' ||

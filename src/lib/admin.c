@@ -246,12 +246,11 @@ type_is_json(const char *type)
  * never JSON. Then, with a token, a request without it. Replies and
  * returns 1 on refusal. */
 static int
-admin_refuse(struct admin *a, struct evhttp_request *req, const char *path)
+admin_refuse(struct admin *a, struct evhttp_request *req)
 {
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-	const char *why = NULL,
-	           *message = "admin requests from a browser are "
-	                      "refused";
+	const char *auth = evhttp_find_header(in, "Authorization");
+	const char *why = NULL, *message = "refused: sent as a browser would";
 	struct evkeyval *h;
 	int status = 403;
 
@@ -266,21 +265,20 @@ admin_refuse(struct admin *a, struct evhttp_request *req, const char *path)
 			break;
 	}
 	if (why == NULL && a->srv->admin_token != NULL &&
-	    !token_matches(
-	        a->srv->admin_token, evhttp_find_header(in, "Authorization"))) {
+	    !token_matches(a->srv->admin_token, auth)) {
 		status = 401;
-		why = evhttp_find_header(in, "Authorization") ? "wrong_token" :
-		                                                "no_token";
+		why = auth != NULL ? "wrong_token" : "no_token";
 		message = "a bearer token is required";
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
 	}
 	if (why == NULL)
 		return 0;
+	/* No path: its raw bytes need not be UTF-8, which JSON requires. */
 	log_event("admin_refused",
-	    json_pack("{s:s,s:s,s:s,s:i}", "reason", why, "method",
-	        request_method_name(evhttp_request_get_command(req)), "path",
-	        path, "status", status));
+	    json_pack("{s:s,s:s,s:i}", "reason", why, "method",
+	        request_method_name(evhttp_request_get_command(req)), "status",
+	        status));
 	reply_error(req, status, message);
 	return 1;
 }
@@ -321,10 +319,9 @@ admin_dispatch(struct evhttp_request *req, void *arg)
 
 	if (path == NULL)
 		path = "";
-	if (admin_refuse(a, req, path)) {
+	if (admin_refuse(a, req))
 		return;
-	} else if (strcmp(path, "/admin/drain") == 0 &&
-	    cmd == EVHTTP_REQ_POST) {
+	if (strcmp(path, "/admin/drain") == 0 && cmd == EVHTTP_REQ_POST) {
 		drain(a, req);
 	} else if (strcmp(path, "/healthz") == 0 && get) {
 		status = health_render(

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "client.h"
 #include "config.h"
 #include "graced.h"
@@ -72,12 +73,12 @@ wait_fd(int fd, short events, double deadline)
 }
 
 int
-client_request(
-    const struct client_url *u, const char *method, double timeout, int *status)
+client_request(const struct client_url *u, const char *method,
+    const char *token, double timeout, int *status)
 {
 	struct addrinfo hints, *res = NULL;
 	double deadline = now_s() + timeout;
-	char buf[2048];
+	char buf[4096];
 	size_t got = 0;
 	int fd = -1, rc, soerr = 0;
 	socklen_t slen = sizeof(soerr);
@@ -109,8 +110,10 @@ client_request(
 	snprintf(buf, sizeof(buf),
 	    "%s %s HTTP/1.1\r\nHost: %s:%s\r\n"
 	    "User-Agent: graced\r\nContent-Length: 0\r\nConnection: close\r\n"
-	    "\r\n",
-	    method, u->path, u->host, u->port);
+	    "%s%s%s\r\n",
+	    method, u->path, u->host, u->port,
+	    token ? "Authorization: Bearer " : "", token ? token : "",
+	    token ? "\r\n" : "");
 	if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) < 0) {
 		rc = -errno;
 		goto out;
@@ -160,28 +163,42 @@ parse_timeout(const char *s, double *out)
 	return 0;
 }
 
+#define DRAIN_USAGE                                                       \
+	"usage: graced drain [--admin HOST:PORT] [--wait] [--timeout S] " \
+	"[--token-file PATH]\n"                                           \
+	"--token-file defaults to $GRACED_ADMIN_TOKEN_FILE; its bearer "  \
+	"token is sent\nto an instance started with --admin-token-file.\n"
+
 int
 client_drain(int argc, char **argv)
 {
 	const char *admin = getenv("GRACED_ADMIN_LISTEN");
+	const char *token_file = getenv("GRACED_ADMIN_TOKEN_FILE");
 	struct config_addr addr;
 	struct client_url u;
+	char *token = NULL, err[PATH_MAX + 128];
 	double timeout = 60;
 	int wait = 0, status = 0, rc;
 
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--wait") == 0) {
 			wait = 1;
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			printf(DRAIN_USAGE);
+			return 0;
 		} else if (strcmp(argv[i], "--admin") == 0 && i + 1 < argc) {
 			admin = argv[++i];
+		} else if (strcmp(argv[i], "--token-file") == 0 &&
+		    i + 1 < argc) {
+			token_file = argv[++i];
 		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
 			if (parse_timeout(argv[++i], &timeout) < 0)
 				return 2;
 		} else {
 			fprintf(stderr,
 			    "graced drain: unexpected argument "
-			    "'%s'\nusage: graced drain [--admin HOST:PORT] "
-			    "[--wait] [--timeout S]\n",
+			    "'%s'\n" DRAIN_USAGE,
 			    argv[i]);
 			return 2;
 		}
@@ -193,6 +210,12 @@ client_drain(int argc, char **argv)
 		    admin);
 		return 2;
 	}
+	/* The same file and rules as the server's --admin-token-file. */
+	if (token_file != NULL && token_file[0] != '\0' &&
+	    admin_token_read(token_file, &token, err, sizeof(err)) < 0) {
+		fprintf(stderr, "graced drain: --token-file: %s\n", err);
+		return 1;
+	}
 	/* An admin listener on the wildcard address is reached on loopback. */
 	if (strcmp(addr.host, "0.0.0.0") == 0)
 		strcpy(addr.host, "127.0.0.1");
@@ -201,7 +224,8 @@ client_drain(int argc, char **argv)
 	strcpy(u.host, addr.host);
 	strcpy(u.port, addr.port);
 	strcpy(u.path, wait ? "/admin/drain?wait=1" : "/admin/drain");
-	rc = client_request(&u, "POST", timeout, &status);
+	rc = client_request(&u, "POST", token, timeout, &status);
+	free(token);
 	if (rc == -ECONNREFUSED || rc == -ECONNRESET) {
 		/* Gone already, or exited while we waited: nothing to do. */
 		printf("graced drain: instance at %s:%s is gone\n", u.host,
@@ -250,7 +274,7 @@ client_probe(int argc, char **argv)
 		    stderr, "graced probe: '%s' is not an http:// URL\n", url);
 		return 2;
 	}
-	rc = client_request(&u, "GET", timeout, &status);
+	rc = client_request(&u, "GET", NULL, timeout, &status);
 	if (rc < 0) {
 		fprintf(stderr, "graced probe: %s: %s\n", url, strerror(-rc));
 		return 1;

@@ -12,11 +12,11 @@ struct client_url {
 
 /* Parses "http://HOST[:PORT][/PATH]". 0 or -EINVAL. */
 int client_parse_url(const char *url, struct client_url *out);
-/* Sends one request and reads the status code of the reply into *status.
- * Returns 0, -ECONNREFUSED (nobody listens), -ECONNRESET (closed without a
+/* Sends one request, with "Authorization: Bearer token" unless token is
+ * NULL, and reads the status code of the reply into *status. Returns 0, -ECONNREFUSED (nobody listens), -ECONNRESET (closed without a
  * reply), -ETIMEDOUT, or another negative errno. */
 int client_request(const struct client_url *u, const char *method,
-    double timeout, int *status);
+    const char *token, double timeout, int *status);
 /* The subcommands: each returns the process exit status. */
 int client_drain(int argc, char **argv);
 int client_probe(int argc, char **argv);

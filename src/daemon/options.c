@@ -183,6 +183,7 @@ options_usage(FILE *f)
 	fprintf(f,
 	    "usage: graced [serve] [--flag VALUE ...]\n"
 	    "       graced drain [--admin HOST:PORT] [--wait] [--timeout S]\n"
+	    "                    [--token-file PATH]\n"
 	    "       graced probe [URL] [--timeout S]\n"
 	    "\n"
 	    "serve (the default) runs the HTTP service until a drain ends.\n"
@@ -203,6 +204,8 @@ options_usage(FILE *f)
 	    "listener\n(default $GRACED_ADMIN_LISTEN or 127.0.0.1:8081); "
 	    "--wait returns once its\nlisteners have closed, or after "
 	    "--timeout seconds (default 60).\n"
+	    "--token-file PATH (default $GRACED_ADMIN_TOKEN_FILE) sends the "
+	    "bearer token\nthat file holds, for --admin-token-file.\n"
 	    "probe exits 0 if URL (default http://127.0.0.1:8080/healthz) "
 	    "answers 2xx.\n");
 }

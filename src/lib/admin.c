@@ -1,17 +1,26 @@
 /* The admin listener. POST /admin/drain starts a drain; with ?wait=1 the
  * reply is held until the public listeners have closed, which is what a
  * Kubernetes preStop hook waits for. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
 #include "admin.h"
 #include "health.h"
 #include "listener.h"
+#include "log.h"
 #include "metrics.h"
 #include "request.h"
 #include "server.h"
@@ -153,6 +162,154 @@ drain(struct admin *a, struct evhttp_request *req)
 	    evhttp_request_get_connection(req), waiter_gone, wt);
 }
 
+int
+admin_token_read(const char *path, char **token, char *err, size_t errlen)
+{
+	char buf[ADMIN_TOKEN_MAX + 3];
+	ssize_t n = -1;
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -EINVAL;
+
+	*token = NULL;
+	while (fd >= 0 && len < sizeof(buf)) {
+		n = read(fd, buf + len, sizeof(buf) - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (fd < 0 || n < 0) {
+		rc = -errno;
+		snprintf(
+		    err, errlen, "cannot read '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	/* A full buffer means the file goes on: too long, whatever ends it. */
+	if (len == sizeof(buf))
+		len = 0;
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	if (len == 0 || len > ADMIN_TOKEN_MAX) {
+		snprintf(err, errlen, "'%s' is empty or longer than %d bytes",
+		    path, ADMIN_TOKEN_MAX);
+		goto out;
+	}
+	/* It travels in a header: anything else could never match. */
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] <= ' ' || buf[i] > '~') {
+			snprintf(err, errlen,
+			    "'%s' holds a space or a control character", path);
+			goto out;
+		}
+	*token = strndup(buf, len);
+	rc = *token != NULL ? 0 : -ENOMEM;
+	if (rc < 0)
+		snprintf(err, errlen, "out of memory");
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Whether an Authorization value carries the token. The time taken depends
+ * on the token's length only, never on where the first difference is. */
+static int
+token_matches(const char *token, const char *auth)
+{
+	size_t tlen = strlen(token), glen;
+	unsigned char diff;
+
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+		return 0;
+	auth += 7;
+	while (*auth == ' ')
+		auth++;
+	glen = strlen(auth);
+	diff = glen != tlen;
+	for (size_t i = 0; i < tlen; i++)
+		diff |= (unsigned char)(token[i] ^ (i < glen ? auth[i] : 0));
+	return diff == 0;
+}
+
+/* A media type is application/json whatever its parameters. */
+static int
+type_is_json(const char *type)
+{
+	size_t len = strcspn(type, ";");
+
+	while (len > 0 && (type[len - 1] == ' ' || type[len - 1] == '\t'))
+		len--;
+	return len == 16 && strncasecmp(type, "application/json", 16) == 0;
+}
+
+/* Refuses what a browser can send from any page: a browser puts an Origin
+ * header on every cross-site POST, and the bodies an HTML form sends are
+ * never JSON. Then, with a token, a request without it. Replies and
+ * returns 1 on refusal. */
+static int
+admin_refuse(struct admin *a, struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *auth = evhttp_find_header(in, "Authorization");
+	const char *why = NULL, *message = "refused: sent as a browser would";
+	struct evkeyval *h;
+	int status = 403;
+
+	TAILQ_FOREACH(h, in, next)
+	{
+		if (strcasecmp(h->key, "Origin") == 0)
+			why = "origin";
+		else if (strcasecmp(h->key, "Content-Type") == 0 &&
+		    !type_is_json(h->value))
+			why = "content_type";
+		if (why != NULL)
+			break;
+	}
+	if (why == NULL && a->srv->admin_token != NULL &&
+	    !token_matches(a->srv->admin_token, auth)) {
+		status = 401;
+		why = auth != NULL ? "wrong_token" : "no_token";
+		message = "a bearer token is required";
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "WWW-Authenticate", "Bearer");
+	}
+	if (why == NULL)
+		return 0;
+	/* No path: its raw bytes need not be UTF-8, which JSON requires. */
+	log_event("admin_refused",
+	    json_pack("{s:s,s:s,s:i}", "reason", why, "method",
+	        request_method_name(evhttp_request_get_command(req)), "status",
+	        status));
+	reply_error(req, status, message);
+	return 1;
+}
+
+void
+admin_check_exposed(const struct graced_server *srv, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen = sizeof(ss);
+	const struct sockaddr_in *sin = (const void *)&ss;
+	const struct sockaddr_in6 *sin6 = (const void *)&ss;
+
+	if (srv->admin_token != NULL ||
+	    getsockname(fd, (struct sockaddr *)&ss, &slen) < 0)
+		return;
+	if (ss.ss_family == AF_INET &&
+	    (ntohl(sin->sin_addr.s_addr) >> 24) == 127)
+		return;
+	if (ss.ss_family == AF_INET6 &&
+	    (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+	        (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
+	            sin6->sin6_addr.s6_addr[12] == 127)))
+		return;
+	log_event("admin_unprotected",
+	    json_pack("{s:s,s:s}", "admin", srv->address[1], "hint",
+	        "the admin listener is not on loopback and has no "
+	        "--admin-token-file: anyone who reaches it can drain"));
+}
+
 static void
 admin_dispatch(struct evhttp_request *req, void *arg)
 {
@@ -164,6 +321,8 @@ admin_dispatch(struct evhttp_request *req, void *arg)
 
 	if (path == NULL)
 		path = "";
+	if (admin_refuse(a, req))
+		return;
 	if (strcmp(path, "/admin/drain") == 0 && cmd == EVHTTP_REQ_POST) {
 		drain(a, req);
 	} else if (strcmp(path, "/healthz") == 0 && get) {

@@ -62,6 +62,9 @@ static const struct opt opts[] = {
 	    "log file, reopened on SIGHUP (default: stderr)" },
 	{ "access-log", OPT_BOOL, OFF(access_log), "on", 0, 0,
 	    "one log line per request: on or off" },
+	{ "admin-token-file", OPT_PATH, OFF(admin_token_file), "", 0, 0,
+	    "file with the bearer token every admin request must carry "
+	    "(read at start)" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -90,6 +93,11 @@ config_parse_addr(const char *s, struct config_addr *out)
 	}
 	if (hostlen == 0 || hostlen >= sizeof(out->host) || colon[1] == '\0' ||
 	    strlen(colon + 1) >= sizeof(out->port))
+		return -EINVAL;
+	/* Brackets only ever enclose an IPv6 host: one inside a host would
+	 * make an address that graced_config_get() cannot print back. */
+	if (memchr(host, '[', hostlen) != NULL ||
+	    memchr(host, ']', hostlen) != NULL)
 		return -EINVAL;
 	errno = 0;
 	port = strtoul(colon + 1, &end, 10);

@@ -30,6 +30,9 @@ struct graced_config {
 	enum config_log_format log_format;
 	char log_file[PATH_MAX]; /* empty: stderr */
 	int access_log;          /* one log line per request */
+
+	/* The bearer token's file; empty: admin requests take no token. */
+	char admin_token_file[PATH_MAX];
 };
 
 int config_parse_addr(const char *s, struct config_addr *out);

@@ -99,6 +99,25 @@ server_base_new(void)
 	return base;
 }
 
+/* The token is read before anything is bound, so a bad file fails the
+ * start with nothing half-started. */
+static int
+token_load(struct graced_server *srv)
+{
+	char err[PATH_MAX + 128];
+	int rc;
+
+	if (srv->cfg.admin_token_file[0] == '\0')
+		return 0;
+	rc = admin_token_read(
+	    srv->cfg.admin_token_file, &srv->admin_token, err, sizeof(err));
+	if (rc < 0)
+		log_event("start_failed",
+		    json_pack("{s:s,s:s}", "cause",
+		        "cannot use --admin-token-file", "error", err));
+	return rc;
+}
+
 struct graced_server *
 graced_server_new(const struct graced_config *cfg)
 {
@@ -116,6 +135,8 @@ graced_server_new(const struct graced_config *cfg)
 		        "error", strerror(-rc)));
 		goto fail;
 	}
+	if (token_load(srv) < 0)
+		goto fail;
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	srv->nworkers = cfg->workers ? cfg->workers :
 	    cpus > 0                 ? (unsigned)cpus :
@@ -294,6 +315,7 @@ graced_server_start(struct graced_server *srv)
 	if (rc < 0)
 		goto out;
 	listener_address(afd, srv->address[1], sizeof(srv->address[1]));
+	admin_check_exposed(srv, afd);
 	cause = "cannot serve the listener";
 	for (unsigned i = 0; i < srv->nworkers && rc == 0; i++) {
 		/* worker_listen takes the fd over, even when it fails. */
@@ -409,5 +431,6 @@ graced_server_free(struct graced_server *srv)
 	if (srv->base)
 		event_base_free(srv->base);
 	log_close();
+	free(srv->admin_token);
 	free(srv);
 }

@@ -57,6 +57,7 @@ struct graced_server {
 	uint64_t cut_off;     /* requests cut off at stop */
 	int exit_status;
 	char address[2][300]; /* bound public and admin addresses */
+	char *admin_token;    /* --admin-token-file's, read once; NULL: none */
 };
 
 /* Tests only: graced_server_start fails (-ECANCELED) right after this step,

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -186,6 +187,33 @@ test_options_errors(void **state)
 	assert_string_equal(var, "GRACED_FIRST_BYTE_GRACE");
 }
 
+/* What graced_config_get() prints parses back to the same value (found by
+ * tests/fuzz/fuzz_config: "[[19]:80" was taken as host "[19"). */
+static void
+test_get_parses_back(void **state)
+{
+	static const char *const addrs[] = { "0.0.0.0:8080", "[::1]:80",
+		"[fe80::1%eth0]:0", "localhost:1", "[[19]:80", "[a]]:80",
+		"a]:80", "[:80", "x[y:80" };
+	struct graced_config *cfg = graced_config_new();
+	char err[256], got[300];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		if (graced_config_set(
+		        cfg, "listen", addrs[i], err, sizeof(err)) < 0)
+			continue;
+		snprintf(
+		    got, sizeof(got), "%s", graced_config_get(cfg, "listen"));
+		assert_int_equal(
+		    graced_config_set(cfg, "listen", got, err, sizeof(err)), 0);
+		assert_string_equal(graced_config_get(cfg, "listen"), got);
+	}
+	expect_bad("listen", "[[19]:80", "HOST:PORT");
+	expect_bad("listen", "a]:80", "HOST:PORT");
+	graced_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -197,6 +225,7 @@ main(void)
 		cmocka_unit_test(test_check_timeout_covers_delay),
 		cmocka_unit_test(test_options_flags_and_env),
 		cmocka_unit_test(test_options_errors),
+		cmocka_unit_test(test_get_parses_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,6 +115,26 @@ render_per_worker(struct graced_server *srv, struct evbuffer *out,
 	}
 }
 
+/* Requests refused by the framing check (framing.c), every reason listed
+ * so that a rate can be taken from zero. */
+static void
+render_rejected(struct graced_server *srv, struct evbuffer *out)
+{
+	evbuffer_add_printf(out,
+	    "# HELP graced_requests_rejected_total Requests refused for their "
+	    "framing or header size, by reason.\n"
+	    "# TYPE graced_requests_rejected_total counter\n");
+	for (int v = FRAMING_OK + 1; v < FRAMING_NVERDICTS; v++) {
+		uint64_t n = 0;
+		for (unsigned k = 0; k < srv->nworkers; k++)
+			n += COUNTER_GET(&srv->workers[k]->metrics.rejected[v]);
+		evbuffer_add_printf(out,
+		    "graced_requests_rejected_total{reason=\"%s\"} %llu\n",
+		    framing_reason((enum framing_verdict)v),
+		    (unsigned long long)n);
+	}
+}
+
 void
 metrics_render(struct graced_server *srv, struct evbuffer *out)
 {
@@ -156,4 +176,5 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	    srv->stopping_ms == 0 ? 0.0 :
 	                            (double)(now - srv->stopping_ms) / 1000.0,
 	    srv->started_ms ? (double)(now - srv->started_ms) / 1000.0 : 0.0);
+	render_rejected(srv, out);
 }

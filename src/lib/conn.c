@@ -15,18 +15,6 @@
 #include "util.h"
 #include "worker.h"
 
-/* Caps the input buffered for one connection at what one request may
- * need: evhttp keeps a Content-Length body in the input until it is whole,
- * so less would stall a legal request. Past the cap the bufferevent stops
- * reading, and the kernel's window pushes back on a client that pipelines
- * without reading its replies. */
-static void
-conn_limit_input(struct bufferevent *bev, const struct graced_config *cfg)
-{
-	bufferevent_setwatermark(
-	    bev, EV_READ, 0, cfg->max_header_size + cfg->max_body);
-}
-
 struct bufferevent *
 conn_bevcb(struct event_base *base, void *arg)
 {
@@ -44,7 +32,6 @@ conn_bevcb(struct event_base *base, void *arg)
 	/* Our reference keeps bev readable until adoption, even if evhttp
 	 * frees the connection first. */
 	bufferevent_incref(bev);
-	conn_limit_input(bev, &w->srv->cfg);
 	framing_init(&r->fr, w->srv->cfg.max_header_size);
 	r->w = w;
 	r->bev = bev;
@@ -82,6 +69,27 @@ conn_rejected(struct graced_request *r, enum framing_verdict v)
 	COUNTER_ADD(&r->w->metrics.rejected[v], 1);
 }
 
+/* Caps the input buffered for one connection at what one request may
+ * need: evhttp keeps a Content-Length body in the input until it is whole,
+ * so less would stall a legal request. Past the cap the bufferevent stops
+ * reading, and the kernel's window pushes back on a client that pipelines
+ * without reading its replies. The watermark is set only once the input
+ * holds len bytes, more than a keep-alive connection ever does: its own
+ * evbuffer callback re-adds the read event on every change of the buffer,
+ * a cost each request would pay. The cap can be passed once, by at most
+ * one read (16 KiB), when it is set. */
+static void
+conn_limit_input(struct graced_request *r, size_t len)
+{
+	const struct graced_config *cfg = &r->w->srv->cfg;
+	size_t cap = cfg->max_header_size + cfg->max_body;
+
+	if (r->capped || len < (cap < 16384 ? cap : 16384))
+		return;
+	bufferevent_setwatermark(r->bev, EV_READ, 0, cap);
+	r->capped = 1;
+}
+
 /* Shows the framing checker the bytes just read, before evhttp's read
  * callback parses them (evbuffer callbacks run as the bytes are added). */
 static void
@@ -89,27 +97,32 @@ conn_framing_cb(
     struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct graced_request *r = arg;
-	size_t left = info->n_added;
+	size_t len = evbuffer_get_length(buf), left = info->n_added;
 	enum framing_verdict v = FRAMING_OK;
 	struct evbuffer_iovec iov[4];
-	struct evbuffer_ptr at;
+	struct evbuffer_ptr at, *from = NULL;
 
-	if (left == 0 || r->fr.verdict != FRAMING_OK)
+	if (left == 0)
 		return;
-	/* Bytes are only ever added at the end. */
-	if (evbuffer_ptr_set(buf, &at, evbuffer_get_length(buf) - left,
-	        EVBUFFER_PTR_SET) < 0)
-		return;
-	while (left > 0 && v == FRAMING_OK) {
-		int n = evbuffer_peek(buf, (ev_ssize_t)left, &at, iov, 4);
+	conn_limit_input(r, len);
+	while (left > 0 && v == FRAMING_OK && r->fr.verdict == FRAMING_OK) {
+		int n;
+		/* Bytes are only ever added at the end; most often to an empty
+		 * buffer, read from its start. */
+		if (len > left) {
+			if (evbuffer_ptr_set(
+			        buf, &at, len - left, EVBUFFER_PTR_SET) < 0)
+				return;
+			from = &at;
+		}
+		n = evbuffer_peek(buf, (ev_ssize_t)left, from, iov, 4);
 		if (n <= 0)
-			break;
+			return;
 		for (int i = 0; i < n && i < 4 && v == FRAMING_OK; i++) {
 			size_t k = iov[i].iov_len < left ? iov[i].iov_len :
 			                                   left;
 			v = framing_scan(&r->fr, iov[i].iov_base, k);
 			left -= k;
-			evbuffer_ptr_set(buf, &at, k, EVBUFFER_PTR_ADD);
 		}
 	}
 	if (v != FRAMING_OK)

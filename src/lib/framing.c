@@ -95,21 +95,281 @@ framing_message(enum framing_verdict v)
 	return verdicts[v].message;
 }
 
-/* RFC 9110 tchar: the characters of methods and field names. */
+/* Byte classes, one bit each: C_TOKEN for RFC 9110 tchar (letters,
+ * digits, !#$%&'*+-.^_`|~: methods and field names), C_VALUE for field
+ * value bytes (VCHAR, SP, HTAB, obs-text; no other CTL, no DEL), C_TARGET
+ * for request-target bytes (no CTL, SP or DEL). A table, because these
+ * loops are the hot path. */
+enum { C_TOKEN = 1, C_VALUE = 2, C_TARGET = 4 };
+static const uint8_t classes[256] = {
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	2,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	0,
+	2,
+	7,
+	6,
+	7,
+	7,
+	7,
+	7,
+	7,
+	6,
+	6,
+	7,
+	7,
+	6,
+	7,
+	7,
+	6,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	6,
+	6,
+	6,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	7,
+	6,
+	7,
+	6,
+	7,
+	0,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+	6,
+};
+
 static int
 is_tchar(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9'))
-		return 1;
-	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	return classes[c] & C_TOKEN;
 }
 
-/* Field value bytes: VCHAR, SP, HTAB and obs-text; no CTL, no DEL. */
 static int
 is_value(unsigned char c)
 {
-	return (c >= 0x20 && c != 0x7f) || c == '\t';
+	return classes[c] & C_VALUE;
 }
 
 static int
@@ -247,13 +507,8 @@ request_line_byte(struct framing *f, unsigned char c)
 			f->state = S_TARGET;
 			return FRAMING_OK;
 		}
-		if (!is_tchar(c))
-			return fail(f, FRAMING_REQUEST_LINE);
-		if (f->len == 0)
-			f->word[0] = (char)c;
-		if (f->len < 255)
-			f->len++;
-		return FRAMING_OK;
+		/* Method bytes were passed over by skip_plain. */
+		return fail(f, FRAMING_REQUEST_LINE);
 	case S_TARGET:
 		if (c == ' ' && f->len > 0) {
 			f->len = 0;
@@ -404,22 +659,50 @@ skip_data(struct framing *f, const char *p, const char *end)
 	return k;
 }
 
-/* Passes over the plain bytes of a target or value at once: this is the
- * bulk of a request head, and the hot path. */
+/* Passes over the plain bytes of a method, target, name or value at once
+ * (keeping the start of a method or name in word): they are the bulk of a
+ * request head, and the hot path. */
 static size_t
 skip_plain(struct framing *f, const char *p, const char *end)
 {
 	const char *q = p;
 
-	if (f->state == S_TARGET)
-		while (q < end && (unsigned char)*q > ' ' && *q != 0x7f)
+	switch (f->state) {
+	case S_TARGET:
+		while (q < end && (classes[(unsigned char)*q] & C_TARGET))
 			q++;
-	else
-		while (q < end && *q != '\r' && is_value((unsigned char)*q))
+		if (q > p)
+			f->len = 1;
+		break;
+	case S_VALUE:
+		while (q < end && is_value((unsigned char)*q))
 			q++;
-	if (q > p && f->state == S_TARGET)
-		f->len = 1;
+		break;
+	default: /* S_METHOD, S_NAME */
+		for (; q < end && is_tchar((unsigned char)*q); q++) {
+			if (f->len < sizeof(f->word))
+				f->word[f->len] = *q;
+			if (f->len < 255)
+				f->len++;
+		}
+	}
 	return (size_t)(q - p);
+}
+
+/* The byte after a CR. */
+static enum framing_verdict
+line_feed(struct framing *f, unsigned char c)
+{
+	if (c != '\n')
+		return fail(f, FRAMING_LINE_ENDING);
+	if (f->after_lf == S_HEAD_END)
+		return head_done(f);
+	f->state = f->after_lf;
+	if (f->state == S_CHUNK_SIZE) {
+		f->left = 0;
+		f->len = 0;
+	}
+	return FRAMING_OK;
 }
 
 enum framing_verdict
@@ -440,11 +723,12 @@ framing_scan(struct framing *f, char *p, size_t n)
 			f->len = 0;
 			f->state = S_METHOD;
 			continue;
+		case S_METHOD:
 		case S_TARGET:
+		case S_NAME:
 		case S_VALUE:
-			if (f->state == S_TARGET ||
-			    (f->field != FIELD_LENGTH &&
-			        f->field != FIELD_TE)) {
+			if (f->state != S_VALUE || f->field == FIELD_OTHER ||
+			    f->field == FIELD_HOST) {
 				k = skip_plain(f, p, end);
 				if (k > 0) {
 					if (head_over(f, k))
@@ -453,50 +737,41 @@ framing_scan(struct framing *f, char *p, size_t n)
 					p += k;
 					continue;
 				}
-				if (f->state == S_VALUE && c == '\r') {
-					v = value_done(f);
-					break;
-				}
 			}
-			if (c != '\r' && head_over(f, 1)) {
-				v = fail(f, FRAMING_HEADER_TOO_LARGE);
-				break;
-			}
-			v = f->state == S_TARGET ? request_line_byte(f, c) :
-			                           field_byte(f, c);
-			break;
-		case S_METHOD:
+			/* The byte that ended the run: */
+			/* fall through */
 		case S_VERSION:
-			if (c != '\r' && head_over(f, 1))
-				v = fail(f, FRAMING_HEADER_TOO_LARGE);
-			else
-				v = request_line_byte(f, c);
-			break;
+			/* The version whole, most often. */
+			if (f->len == 0 && end - p >= 10 &&
+			    (memcmp(p, "HTTP/1.1\r\n", 10) == 0 ||
+			        memcmp(p, "HTTP/1.0\r\n", 10) == 0)) {
+				if (p[7] == '0')
+					f->flags |= F_HTTP10;
+				if (head_over(f, 8))
+					v = fail(f, FRAMING_HEADER_TOO_LARGE);
+				f->state = S_FIELD_START;
+				p += 10;
+				continue;
+			}
+			/* fall through */
 		case S_FIELD_START:
-		case S_NAME:
 			if (c != '\r' && head_over(f, 1))
 				v = fail(f, FRAMING_HEADER_TOO_LARGE);
+			else if (f->state <= S_VERSION)
+				v = request_line_byte(f, c);
 			else
 				v = field_byte(f, c);
 			break;
-		case S_LF:
-			if (c != '\n')
-				v = fail(f, FRAMING_LINE_ENDING);
-			else if (f->after_lf == S_HEAD_END)
-				v = head_done(f);
-			else
-				f->state = f->after_lf;
-			if (f->state == S_CHUNK_SIZE) {
-				f->left = 0;
-				f->len = 0;
-			}
-			break;
+		case S_LF: v = line_feed(f, c); break;
 		case S_BODY:
 		case S_CHUNK_DATA: p += skip_data(f, p, end); continue;
 		case S_DEAD: return v;
 		default: v = chunk_byte(f, p); break;
 		}
 		p++;
+		/* A CRLF whole, most often. */
+		if (f->state == S_LF && p < end && v == FRAMING_OK)
+			v = line_feed(f, (unsigned char)*p++);
 	}
 	return v;
 }

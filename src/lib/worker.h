@@ -40,6 +40,7 @@ struct graced_request {
 	unsigned rx_pending : 1; /* bytes received, not yet a request */
 	unsigned replied : 1;    /* reply sent for req */
 	unsigned overloaded : 1; /* accepted past max-connections */
+	unsigned capped : 1;     /* input watermark set (conn_limit_input) */
 };
 
 /* Commands from the main loop (bits of worker.cmds), carried out on the

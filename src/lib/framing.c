@@ -576,7 +576,10 @@ field_byte(struct framing *f, unsigned char c)
 			return fail(f, FRAMING_LINE_ENDING);
 		if (!is_value(c))
 			return fail(f, FRAMING_CONTROL_CHAR);
-		if (f->len == 0 && (c == ' ' || c == '\t'))
+		/* evhttp trims only spaces before a value, and then reads
+		 * "\tchunked" as not chunked (strtoll skips a tab itself). */
+		if (f->len == 0 &&
+		    (c == ' ' || (c == '\t' && f->field == FIELD_LENGTH)))
 			return FRAMING_OK;
 		if (f->len < sizeof(f->word))
 			f->word[f->len] = (char)c;

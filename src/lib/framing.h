@@ -25,7 +25,7 @@ enum framing_verdict {
 	FRAMING_NVERDICTS
 };
 
-/* One connection's reading position. Zeroed, then framing_init. */
+/* One connection's reading position, set up by framing_init. */
 struct framing {
 	uint64_t left;     /* body or chunk bytes still to pass over */
 	size_t head_bytes; /* request line and fields so far, CRLF excluded */

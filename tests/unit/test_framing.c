@@ -77,6 +77,9 @@ test_valid_requests(void **state)
 	assert_verdict("HEAD /x HTTP/1.1\r\nHost: a\r\nContent-Length: "
 	               "0\r\n\r\n",
 	    FRAMING_OK);
+	assert_verdict("PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length:\t1\r\n"
+	               "\r\nz",
+	    FRAMING_OK);
 }
 
 static void
@@ -139,6 +142,9 @@ test_smuggling_shapes_are_refused(void **state)
 		  "chunked\r\n\r\n",
 		    FRAMING_TRANSFER_ENCODING },
 		{ "POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+		    FRAMING_TRANSFER_ENCODING },
+		{ "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked"
+		  "\r\n\r\n",
 		    FRAMING_TRANSFER_ENCODING },
 		{ GET "Transfer-Encoding: chunked\r\n\r\n0x7\r\n",
 		    FRAMING_CHUNK },

@@ -375,6 +375,8 @@ admin_new(struct graced_server *srv, int fd)
 	evhttp_set_gencb(a->http, admin_dispatch, a);
 	evhttp_set_timeout(a->http, 30);
 	evhttp_set_max_body_size(a->http, 4096);
+	evhttp_set_max_headers_size(
+	    a->http, (ev_ssize_t)srv->cfg.max_header_size);
 	return a;
 }
 

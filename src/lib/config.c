@@ -54,6 +54,10 @@ static const struct opt opts[] = {
 	    86400, "seconds to receive a whole request once it has begun" },
 	{ "max-body", OPT_BYTES, OFF(max_body), "1048576", 1, 1073741824.0,
 	    "largest request body in bytes (K, M, G suffixes)" },
+	{ "max-header-size", OPT_BYTES, OFF(max_header_size), "16384", 1024,
+	    16777216.0,
+	    "largest request line and headers in bytes; unread input per "
+	    "connection is capped at this plus --max-body" },
 	{ "max-connections", OPT_UINT, OFF(max_connections), "10000", 1,
 	    1000000, "open connections; past it requests get 503" },
 	{ "log-format", OPT_LOGFMT, OFF(log_format), "json", 0, 0,

@@ -26,6 +26,7 @@ struct graced_config {
 	double idle_timeout;      /* keep-alive idle seconds */
 	double request_timeout;   /* seconds to receive a whole request */
 	size_t max_body;          /* bytes of request body */
+	size_t max_header_size;   /* bytes of request line and fields */
 	unsigned max_connections; /* per server; over it: 503 */
 	enum config_log_format log_format;
 	char log_file[PATH_MAX]; /* empty: stderr */

@@ -32,6 +32,7 @@ conn_bevcb(struct event_base *base, void *arg)
 	/* Our reference keeps bev readable until adoption, even if evhttp
 	 * frees the connection first. */
 	bufferevent_incref(bev);
+	framing_init(&r->fr, w->srv->cfg.max_header_size);
 	r->w = w;
 	r->bev = bev;
 	r->fd = -1;
@@ -57,6 +58,85 @@ conn_input_cb(
 		 * line as it parses, so stay quiet until the request is done. */
 		evbuffer_cb_set_flags(buf, r->input_cb, 0);
 	}
+}
+
+static void
+conn_rejected(struct graced_request *r, enum framing_verdict v)
+{
+	log_event("request_rejected",
+	    json_pack("{s:s,s:i,s:I}", "reason", framing_reason(v), "status",
+	        framing_status(v), "request", (json_int_t)r->fr.bad));
+	COUNTER_ADD(&r->w->metrics.rejected[v], 1);
+}
+
+/* Caps the input buffered for one connection at what one request may
+ * need: evhttp keeps a Content-Length body in the input until it is whole,
+ * so less would stall a legal request. Past the cap the bufferevent stops
+ * reading, and the kernel's window pushes back on a client that pipelines
+ * without reading its replies. The watermark is set only once the input
+ * holds len bytes, more than a keep-alive connection ever does: its own
+ * evbuffer callback re-adds the read event on every change of the buffer,
+ * a cost each request would pay. The cap can be passed once, by at most
+ * one read (16 KiB), when it is set. */
+static void
+conn_limit_input(struct graced_request *r, size_t len)
+{
+	const struct graced_config *cfg = &r->w->srv->cfg;
+	size_t cap = cfg->max_header_size + cfg->max_body;
+
+	if (r->capped || len < (cap < 16384 ? cap : 16384))
+		return;
+	bufferevent_setwatermark(r->bev, EV_READ, 0, cap);
+	r->capped = 1;
+}
+
+/* Shows the framing checker the bytes just read, before evhttp's read
+ * callback parses them (evbuffer callbacks run as the bytes are added). */
+static void
+conn_framing_cb(
+    struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct graced_request *r = arg;
+	size_t len = evbuffer_get_length(buf), left = info->n_added;
+	enum framing_verdict v = FRAMING_OK;
+	struct evbuffer_iovec iov[4];
+	struct evbuffer_ptr at, *from = NULL;
+
+	if (left == 0)
+		return;
+	conn_limit_input(r, len);
+	while (left > 0 && v == FRAMING_OK && r->fr.verdict == FRAMING_OK) {
+		int n;
+		/* Bytes are only ever added at the end; most often to an empty
+		 * buffer, read from its start. */
+		if (len > left) {
+			if (evbuffer_ptr_set(
+			        buf, &at, len - left, EVBUFFER_PTR_SET) < 0)
+				return;
+			from = &at;
+		}
+		n = evbuffer_peek(buf, (ev_ssize_t)left, from, iov, 4);
+		if (n <= 0)
+			return;
+		for (int i = 0; i < n && i < 4 && v == FRAMING_OK; i++) {
+			size_t k = iov[i].iov_len < left ? iov[i].iov_len :
+			                                   left;
+			v = framing_scan(&r->fr, iov[i].iov_base, k);
+			left -= k;
+		}
+	}
+	if (v != FRAMING_OK)
+		conn_rejected(r, v);
+}
+
+enum framing_verdict
+conn_verdict(const struct graced_request *r)
+{
+	/* A verdict is about one request: those before it on the connection
+	 * were well framed and are served. */
+	if (r->fr.bad == 0 || r->requests < r->fr.bad)
+		return FRAMING_OK;
+	return (enum framing_verdict)r->fr.verdict;
 }
 
 /* Listens for the first byte of the next request. */
@@ -106,6 +186,7 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 	assert(r->evcon == evcon);
 	(void)evcon;
 	evbuffer_remove_cb_entry(bufferevent_get_input(r->bev), r->input_cb);
+	evbuffer_remove_cb_entry(bufferevent_get_input(r->bev), r->framing_cb);
 	if (r->req != NULL) {
 		/* The handler never finished: evhttp frees req next. */
 		COUNTER_ADD(&w->in_flight, -1);
@@ -139,6 +220,8 @@ conn_adopt(struct worker *w, struct graced_request *r)
 	r->evcon = cbarg;
 	r->input_cb =
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_input_cb, r);
+	r->framing_cb =
+	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_framing_cb, r);
 	evhttp_connection_set_closecb(r->evcon, conn_closed, r);
 	COUNTER_ADD(&w->metrics.accepted, 1);
 	if (server_connections(w->srv) > w->srv->cfg.max_connections)

@@ -152,6 +152,26 @@ render_hooks(struct graced_server *srv, struct evbuffer *out)
 	}
 }
 
+/* Requests refused by the framing check (framing.c), every reason listed
+ * so that a rate can be taken from zero. */
+static void
+render_rejected(struct graced_server *srv, struct evbuffer *out)
+{
+	evbuffer_add_printf(out,
+	    "# HELP graced_requests_rejected_total Requests refused for their "
+	    "framing or header size, by reason.\n"
+	    "# TYPE graced_requests_rejected_total counter\n");
+	for (int v = FRAMING_OK + 1; v < FRAMING_NVERDICTS; v++) {
+		uint64_t n = 0;
+		for (unsigned k = 0; k < srv->nworkers; k++)
+			n += COUNTER_GET(&srv->workers[k]->metrics.rejected[v]);
+		evbuffer_add_printf(out,
+		    "graced_requests_rejected_total{reason=\"%s\"} %llu\n",
+		    framing_reason((enum framing_verdict)v),
+		    (unsigned long long)n);
+	}
+}
+
 void
 metrics_render(struct graced_server *srv, struct evbuffer *out)
 {
@@ -194,5 +214,6 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	                 (double)((stopping ? stopping : now) - drain) / 1000.0,
 	    stopping == 0 ? 0.0 : (double)(now - stopping) / 1000.0,
 	    started ? (double)(now - started) / 1000.0 : 0.0);
+	render_rejected(srv, out);
 	render_hooks(srv, out);
 }

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <event2/buffer.h>
 
+#include "framing.h"
+
 struct graced_server;
 
 /* Status codes with a counter of their own; the rest count as "other",
@@ -19,6 +21,7 @@ struct metrics {
 	size_t nroutes;                       /* rows, "no route" included */
 	uint64_t accepted;                    /* connections accepted */
 	uint64_t cut_off;                     /* requests cut off at stop */
+	uint64_t rejected[FRAMING_NVERDICTS]; /* refused by the framing check */
 };
 
 int metrics_init(struct metrics *m, size_t nroutes);

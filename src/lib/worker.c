@@ -6,11 +6,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "listener.h"
 #include "log.h"
@@ -18,24 +16,6 @@
 #include "server.h"
 #include "util.h"
 #include "worker.h"
-
-/* Content-Length twice, or beside Transfer-Encoding, is how requests are
- * smuggled past a proxy: evhttp would read the rest as a new request. */
-static int
-framing_is_ambiguous(struct evhttp_request *req)
-{
-	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-	struct evkeyval *kv;
-	int lengths = 0, encodings = 0;
-
-	for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
-		if (strcasecmp(kv->key, "Content-Length") == 0)
-			lengths++;
-		else if (strcasecmp(kv->key, "Transfer-Encoding") == 0)
-			encodings++;
-	}
-	return lengths > 1 || encodings > 1 || (lengths && encodings);
-}
 
 static void
 worker_dispatch(struct evhttp_request *req, void *arg)
@@ -45,6 +25,7 @@ worker_dispatch(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	struct router_match m;
+	enum framing_verdict v;
 
 	if (r == NULL) {
 		/* Every connection is adopted before its first read. */
@@ -61,9 +42,13 @@ worker_dispatch(struct evhttp_request *req, void *arg)
 		graced_reply_error(r, 503, "too many connections");
 		return;
 	}
-	if (framing_is_ambiguous(req)) {
+	/* Framing a front proxy may read differently (framing.c): the
+	 * connection closes after the reply, so whatever was smuggled behind
+	 * this request never runs. */
+	v = conn_verdict(r);
+	if (v != FRAMING_OK) {
 		request_set_close(req);
-		graced_reply_error(r, 400, "ambiguous message length");
+		graced_reply_error(r, framing_status(v), framing_message(v));
 		return;
 	}
 	if (path == NULL || path[0] == '\0')
@@ -286,6 +271,8 @@ worker_new(struct graced_server *srv, unsigned id)
 	evhttp_set_gencb(w->http, worker_dispatch, w);
 	evhttp_set_timeout_tv(w->http, &idle);
 	evhttp_set_max_body_size(w->http, (ev_ssize_t)srv->cfg.max_body);
+	evhttp_set_max_headers_size(
+	    w->http, (ev_ssize_t)srv->cfg.max_header_size);
 	evhttp_set_allowed_methods(w->http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 	        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |

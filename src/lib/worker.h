@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 
 #include "graced.h"
+#include "framing.h"
 #include "metrics.h"
 
 struct graced_server;
@@ -24,8 +25,10 @@ struct graced_request {
 	struct worker *w;
 	struct evhttp_connection *evcon;
 	struct bufferevent *bev;
-	struct evbuffer_cb_entry *input_cb; /* counts bytes received */
-	struct evhttp_request *req;         /* held by a handler, or NULL */
+	struct evbuffer_cb_entry *input_cb;   /* counts bytes received */
+	struct evbuffer_cb_entry *framing_cb; /* checks every byte received */
+	struct framing fr;          /* where the checker is in the input */
+	struct evhttp_request *req; /* held by a handler, or NULL */
 	void (*abort_fn)(struct graced_request *, void *);
 	void *abort_arg;
 	struct graced_request *next_new; /* adoption queue */
@@ -37,6 +40,7 @@ struct graced_request {
 	unsigned rx_pending : 1; /* bytes received, not yet a request */
 	unsigned replied : 1;    /* reply sent for req */
 	unsigned overloaded : 1; /* accepted past max-connections */
+	unsigned capped : 1;     /* input watermark set (conn_limit_input) */
 };
 
 /* Commands from the main loop (bits of worker.cmds), carried out on the
@@ -112,5 +116,8 @@ struct graced_request *conn_find(struct worker *w, struct evhttp_request *req);
 void conn_request_begin(struct graced_request *r, struct evhttp_request *req);
 int conn_is_idle(const struct graced_request *r);
 int conn_is_fresh(const struct graced_request *r);
+/* Why the request just begun on r must be refused (FRAMING_OK: it need
+ * not). */
+enum framing_verdict conn_verdict(const struct graced_request *r);
 
 #endif

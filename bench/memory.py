@@ -6,9 +6,9 @@ what the limits predict. See bench/README.md, "Memory at the limits".
 
     GRACED_BIN=src/graced python3 bench/memory.py
 
-Each connection sends a request head of --max-header-size bytes made of
-the smallest header lines ("a:", which cost evhttp the most allocations per
-byte), Content-Length: --max-body, and all of the body but its last byte,
+Each connection sends a request head of --max-header-size bytes made of as
+many header lines as graced takes (100: each line costs evhttp about 113
+bytes besides its text), Content-Length: --max-body, and all of the body but its last byte,
 then never reads: evhttp keeps the parsed head and holds the body in the
 connection's input until it is whole, up to the input cap (--max-header-size
 + --max-body). Pipelining more behind it cannot add to that: the input cap
@@ -36,6 +36,7 @@ CONNS = int(os.environ.get("BENCH_MEM_CONNS", "1000"))
 HEADER = int(os.environ.get("BENCH_MEM_HEADER", "16384"))
 BODY = int(os.environ.get("BENCH_MEM_BODY", "1048576"))
 KiB = 1024
+FIELDS = 100  # FRAMING_MAX_FIELDS in src/lib/framing.h
 
 
 def rss(pid):
@@ -48,11 +49,15 @@ def rss(pid):
 
 def worst_request():
     """A head of exactly HEADER bytes as evhttp counts them (lines without
-    CRLF), Content-Length BODY, and BODY - 1 body bytes."""
+    CRLF) in as many field lines as graced takes (FIELDS: evhttp spends
+    about 113 bytes on each), Content-Length BODY, and BODY - 1 body
+    bytes."""
     first = [b"POST /v1/events HTTP/1.1", b"Host: x",
              b"Content-Length: %d" % BODY]
     used = sum(len(l) for l in first)
-    lines = first + [b"a:"] * ((HEADER - used) // 2)
+    n = FIELDS - 2
+    size = (HEADER - used) // n
+    lines = first + [b"a:" + b"v" * (size - 2)] * n
     return b"\r\n".join(lines) + b"\r\n\r\n" + b"x" * (BODY - 1)
 
 

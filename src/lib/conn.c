@@ -125,8 +125,16 @@ conn_framing_cb(
 			left -= k;
 		}
 	}
-	if (v != FRAMING_OK)
-		conn_rejected(r, v);
+	if (v == FRAMING_OK)
+		return;
+	conn_rejected(r, v);
+	/* evhttp would go on parsing a head refused for its size, keeping
+	 * every line of it until the reply; stop it at the next line when
+	 * that head is the next it reads (no request of the connection is
+	 * being served), so the refusal costs no more memory. */
+	if (v == FRAMING_TOO_MANY_FIELDS && r->req == NULL &&
+	    r->requests + 1 == r->fr.bad && r->evcon != NULL)
+		evhttp_connection_set_max_headers_size(r->evcon, 0);
 }
 
 enum framing_verdict

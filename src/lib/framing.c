@@ -68,6 +68,8 @@ static const struct {
 	[FRAMING_UNEXPECTED_BODY] = { "unexpected_body", 400,
 	    "body on a request that has none" },
 	[FRAMING_CHUNK] = { "chunk", 400, "bad chunk size or framing" },
+	[FRAMING_TOO_MANY_FIELDS] = { "too_many_fields", 431,
+	    "too many header fields" },
 };
 
 void
@@ -723,6 +725,7 @@ framing_scan(struct framing *f, char *p, size_t n)
 			f->requests++;
 			f->flags = 0;
 			f->head_bytes = 0;
+			f->fields = 0;
 			f->len = 0;
 			f->state = S_METHOD;
 			continue;
@@ -760,6 +763,9 @@ framing_scan(struct framing *f, char *p, size_t n)
 		case S_FIELD_START:
 			if (c != '\r' && head_over(f, 1))
 				v = fail(f, FRAMING_HEADER_TOO_LARGE);
+			else if (f->state == S_FIELD_START && c != '\r' &&
+			    ++f->fields > FRAMING_MAX_FIELDS)
+				v = fail(f, FRAMING_TOO_MANY_FIELDS);
 			else if (f->state <= S_VERSION)
 				v = request_line_byte(f, c);
 			else

@@ -22,8 +22,14 @@ enum framing_verdict {
 	FRAMING_TRANSFER_ENCODING,  /* not "chunked", or on HTTP/1.0 */
 	FRAMING_UNEXPECTED_BODY,    /* a body on HEAD or TRACE */
 	FRAMING_CHUNK,              /* chunk size not hex, no CRLF after data */
+	FRAMING_TOO_MANY_FIELDS,    /* more than FRAMING_MAX_FIELDS lines */
 	FRAMING_NVERDICTS
 };
+
+/* Field lines a head (or a chunked body's trailer) may have. evhttp keeps
+ * about 113 bytes for each, so a head of short lines costs 50 times its
+ * size without this bound (Apache's LimitRequestFields is also 100). */
+#define FRAMING_MAX_FIELDS 100
 
 /* One connection's reading position, set up by framing_init. */
 struct framing {
@@ -32,6 +38,7 @@ struct framing {
 	size_t max_head;   /* --max-header-size */
 	unsigned requests; /* requests begun on the connection */
 	unsigned bad;      /* the request (1-based) that broke a rule */
+	unsigned fields;   /* field lines of the current head so far */
 	uint8_t state;     /* what the next byte is */
 	uint8_t after_lf;  /* the state after the LF of a CRLF */
 	uint8_t verdict;   /* enum framing_verdict of request bad */

@@ -129,6 +129,34 @@ def test_eight_concurrent_header_floods():
         g.close()
 
 
+def test_many_short_fields_are_cut_short():
+    """A head of short field lines within --max-header-size costs libevent
+    about 113 bytes a line: past FRAMING_MAX_FIELDS (100) lines it is
+    refused at once, not kept whole until the head ends."""
+    g = Graced(env=ASAN)
+    socks = []
+    try:
+        warm(g)
+        base = rss(g)
+        head = b"GET /livez HTTP/1.1\r\nHost: x\r\n" + b"a:\r\n" * 4000
+        for _ in range(100):
+            s = g.connect()
+            s.sendall(head)  # never ends: no blank line
+            socks.append(s)
+        for s in socks:
+            status, _, _ = recv_response(s)
+            assert status in (400, 431), status
+            assert wait_closed(s), "connection left open"
+        grown = rss(g) - base
+        assert grown < 16 * MiB, "RSS grew by %d bytes" % grown
+        g.wait_event("request_rejected",
+                     pred=lambda l: l.get("reason") == "too_many_fields")
+    finally:
+        for s in socks:
+            s.close()
+        g.close()
+
+
 def test_pipelined_input_never_read():
     g = Graced(env=ASAN)
     try:
@@ -166,6 +194,7 @@ def test_pipelined_input_never_read():
 
 if __name__ == "__main__":
     run([
+        test_many_short_fields_are_cut_short,
         test_header_limit_default,
         test_header_limit_flag_and_admin_listener,
         test_eight_concurrent_header_floods,

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -232,6 +233,28 @@ test_head_size_limit(void **state)
 	assert_int_equal(framing_status(FRAMING_HEADER_TOO_LARGE), 431);
 }
 
+/* A head of many short fields costs evhttp far more than its size. */
+static void
+test_field_count_limit(void **state)
+{
+	char head[1024];
+
+	(void)state;
+	for (int extra = 0; extra <= 1; extra++) {
+		struct framing f;
+		int n = snprintf(head, sizeof(head), "GET / HTTP/1.1\r\n");
+		for (int i = 0; i < FRAMING_MAX_FIELDS + extra; i++)
+			n += snprintf(head + n, sizeof(head) - (size_t)n,
+			    i == 0 ? "Host: a\r\n" : "a:\r\n");
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
+		assert_true((size_t)n < sizeof(head));
+		framing_init(&f, 16384);
+		assert_int_equal(framing_scan(&f, head, (size_t)n),
+		    extra ? FRAMING_TOO_MANY_FIELDS : FRAMING_OK);
+		assert_int_equal(f.bad, extra ? 1 : 0);
+	}
+}
+
 static void
 test_verdict_stays(void **state)
 {
@@ -260,6 +283,7 @@ main(void)
 		cmocka_unit_test(test_smuggling_shapes_are_refused),
 		cmocka_unit_test(test_verdict_names_the_bad_request),
 		cmocka_unit_test(test_head_size_limit),
+		cmocka_unit_test(test_field_count_limit),
 		cmocka_unit_test(test_verdict_stays),
 	};
 

@@ -62,6 +62,8 @@ static const struct opt opts[] = {
 	    "log file, reopened on SIGHUP (default: stderr)" },
 	{ "access-log", OPT_BOOL, OFF(access_log), "on", 0, 0,
 	    "one log line per request: on or off" },
+	{ "access-log-probes", OPT_BOOL, OFF(access_log_probes), "on", 0, 0,
+	    "access log lines for /healthz and /livez too: on or off" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -30,6 +30,7 @@ struct graced_config {
 	enum config_log_format log_format;
 	char log_file[PATH_MAX]; /* empty: stderr */
 	int access_log;          /* one log line per request */
+	int access_log_probes;   /* ... also for /healthz and /livez */
 };
 
 int config_parse_addr(const char *s, struct config_addr *out);

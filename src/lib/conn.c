@@ -4,10 +4,12 @@
  * callback then reports exactly once when evhttp frees it. */
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
 
 #include "log.h"
 #include "request.h"
@@ -97,6 +99,56 @@ registry_put(struct worker *w, struct graced_request *r)
 	return 0;
 }
 
+/* "ip:port", or "[ip]:port" for IPv6. */
+static size_t
+client_address(struct evhttp_connection *evcon, char *buf, size_t len)
+{
+	char *host = NULL;
+	ev_uint16_t port = 0;
+	int n;
+
+	evhttp_connection_get_peer(evcon, &host, &port);
+	if (host == NULL)
+		host = "";
+	n = snprintf(buf, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
+	    (unsigned)port);
+	return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
+/* evhttp answers some requests itself and never dispatches them: 413 over
+ * --max-body, 400 for a request line or headers it cannot parse, 501 for
+ * an unknown method. The only sign is the status line it writes into an
+ * empty output buffer while no request of ours is held: log that as a
+ * request with what is known. */
+static void
+conn_output_cb(
+    struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct graced_request *r = arg;
+	char head[13], client[80], id[32];
+	uint64_t now;
+	struct log_line l;
+	int status;
+
+	if (r->req != NULL || info->n_added == 0 || info->orig_size != 0 ||
+	    evbuffer_copyout(buf, head, sizeof(head)) != sizeof(head) ||
+	    memcmp(head, "HTTP/1.", 7) != 0)
+		return;
+	status = atoi(head + 9);
+	if (status < 400)
+		return;
+	now = now_us();
+	log_line_begin(&l, "request", now);
+	log_line_str(&l, "client", client,
+	    client_address(r->evcon, client, sizeof(client)));
+	log_line_uint(&l, "status", (uint64_t)status);
+	if (r->rx_pending)
+		log_line_ms(&l, "ms", now - r->rx_since_ms * 1000);
+	log_line_str(&l, "request_id", id, request_new_id(id));
+	log_line_str(&l, "note", "answered by evhttp", 18);
+	log_line_end(&l);
+}
+
 static void
 conn_closed(struct evhttp_connection *evcon, void *arg)
 {
@@ -106,6 +158,9 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 	assert(r->evcon == evcon);
 	(void)evcon;
 	evbuffer_remove_cb_entry(bufferevent_get_input(r->bev), r->input_cb);
+	if (r->output_cb != NULL)
+		evbuffer_remove_cb_entry(
+		    bufferevent_get_output(r->bev), r->output_cb);
 	if (r->req != NULL) {
 		/* The handler never finished: evhttp frees req next. */
 		COUNTER_ADD(&w->in_flight, -1);
@@ -139,6 +194,9 @@ conn_adopt(struct worker *w, struct graced_request *r)
 	r->evcon = cbarg;
 	r->input_cb =
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_input_cb, r);
+	if (w->srv->cfg.access_log)
+		r->output_cb = evbuffer_add_cb(
+		    bufferevent_get_output(r->bev), conn_output_cb, r);
 	evhttp_connection_set_closecb(r->evcon, conn_closed, r);
 	COUNTER_ADD(&w->metrics.accepted, 1);
 	if (server_connections(w->srv) > w->srv->cfg.max_connections)
@@ -177,23 +235,58 @@ conn_find(struct worker *w, struct evhttp_request *req)
 	return w->conns[fd];
 }
 
+static int
+is_probe(const struct graced_route *rt)
+{
+	return rt != NULL &&
+	    (strcmp(rt->path, "/healthz") == 0 ||
+	        strcmp(rt->path, "/livez") == 0);
+}
+
+/* One "request" line, formatted on the stack: no JSON objects, no
+ * allocation. */
 static void
 access_log(struct graced_request *r, struct evhttp_request *req, int status)
 {
+	struct graced_server *srv = r->w->srv;
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 	const char *uri = evhttp_request_get_uri(req);
-	char path[256];
+	const char *method =
+	    request_method_name(evhttp_request_get_command(req));
+	const char *ua = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "User-Agent");
+	const char *id = evhttp_find_header(out, "X-Request-Id");
+	const char *length = evhttp_find_header(out, "Content-Length");
+	uint64_t now = now_us();
+	char path[256], client[80];
+	struct log_line l;
 	size_t i;
 
+	if (!srv->cfg.access_log_probes &&
+	    is_probe(router_route(&srv->router, r->route)))
+		return;
 	for (i = 0; uri != NULL && uri[i] != '\0' && i < sizeof(path) - 1; i++)
 		path[i] = (uri[i] < 0x20 || (unsigned char)uri[i] >= 0x7f) ?
 		    '?' :
 		    uri[i];
-	path[i] = '\0';
-	log_event("request",
-	    json_pack("{s:s,s:s,s:i,s:f}", "method",
-	        request_method_name(evhttp_request_get_command(req)), "path",
-	        path, "status", status, "ms",
-	        (double)(now_us() - r->started_us) / 1000.0));
+	log_line_begin(&l, "request", now);
+	log_line_str(&l, "client", client,
+	    client_address(r->evcon, client, sizeof(client)));
+	log_line_str(&l, "method", method, strlen(method));
+	log_line_str(&l, "path", path, i);
+	log_line_uint(&l, "status", (uint64_t)status);
+	log_line_uint(&l, "bytes_in", r->body_in);
+	/* evhttp sets the length of every reply but a chunked one; a HEAD
+	 * reply states it without sending the body. */
+	if (length != NULL)
+		log_line_uint(&l, "bytes_out",
+		    evhttp_request_get_command(req) == EVHTTP_REQ_HEAD ?
+		        0 :
+		        strtoull(length, NULL, 10));
+	log_line_ms(&l, "ms", now - r->started_us);
+	log_line_str(&l, "user_agent", ua, ua ? strlen(ua) : 0);
+	log_line_str(&l, "request_id", id, id ? strlen(id) : 0);
+	log_line_end(&l);
 }
 
 static void
@@ -226,6 +319,8 @@ conn_request_begin(struct graced_request *r, struct evhttp_request *req)
 	r->requests++;
 	if (r->w->srv->cfg.access_log)
 		r->started_us = now_us();
+	r->body_in = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+	request_set_id(req);
 	r->rx_pending = evbuffer_get_length(input) > 0;
 	if (r->rx_pending)
 		r->rx_since_ms = now_ms();

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "graced.h"
+#include "log.h"
 #include "metrics.h"
 #include "router.h"
 #include "server.h"
@@ -156,4 +157,10 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	    srv->stopping_ms == 0 ? 0.0 :
 	                            (double)(now - srv->stopping_ms) / 1000.0,
 	    srv->started_ms ? (double)(now - srv->started_ms) / 1000.0 : 0.0);
+	evbuffer_add_printf(out,
+	    "# HELP graced_log_lines_dropped_total Log lines dropped because "
+	    "the log sink did not keep up (or stalled at stop).\n"
+	    "# TYPE graced_log_lines_dropped_total counter\n"
+	    "graced_log_lines_dropped_total %llu\n",
+	    (unsigned long long)log_dropped());
 }

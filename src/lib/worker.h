@@ -37,6 +37,10 @@ struct graced_request {
 	unsigned rx_pending : 1; /* bytes received, not yet a request */
 	unsigned replied : 1;    /* reply sent for req */
 	unsigned overloaded : 1; /* accepted past max-connections */
+
+	/* For the access log. */
+	size_t body_in;                      /* request body bytes */
+	struct evbuffer_cb_entry *output_cb; /* sees evhttp's own replies */
 };
 
 /* Commands from the main loop (bits of worker.cmds), carried out on the

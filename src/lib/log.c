@@ -402,6 +402,13 @@ utf8_len(const unsigned char *s, size_t len)
 	return n;
 }
 
+/* Whether c goes into a JSON string as it is. */
+static int
+is_plain(unsigned char c)
+{
+	return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
 size_t
 log_escape(char *dst, size_t cap, const char *src, size_t len)
 {
@@ -413,19 +420,27 @@ log_escape(char *dst, size_t cap, const char *src, size_t len)
 		unsigned char c = s[i];
 		char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
 		const char *p = esc;
-		size_t n = 6, adv = 1;
-		if (c == '"' || c == '\\') {
+		size_t n = 6, adv;
+		/* Most bytes need nothing: a run of them is one copy. */
+		for (adv = 0; i + adv < len && is_plain(s[i + adv]); adv++)
+			;
+		if (adv > 0) {
+			p = src + i;
+			n = adv < cap - o ? adv : cap - o;
+			adv = n;
+			if (n == 0)
+				break;
+		} else if (c == '"' || c == '\\') {
 			esc[1] = (char)c;
 			n = 2;
-		} else if (c >= 0x20 && c < 0x7f) {
-			p = src + i;
-			n = 1;
+			adv = 1;
 		} else if (c >= 0x80) {
 			adv = utf8_len(s + i, len - i);
 			p = adv > 0 ? src + i : "\\ufffd";
 			n = adv > 0 ? adv : 6;
 			adv = adv > 0 ? adv : 1;
-		}
+		} else
+			adv = 1;
 		if (o + n > cap)
 			break;
 		memcpy(dst + o, p, n);

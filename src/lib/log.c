@@ -208,10 +208,8 @@ writer_main(void *arg)
 			count_drops(count_lines(done, head));
 		pthread_mutex_lock(&log_lock);
 		log_tail = head;
-		if (done < head && log_stopping) {
-			count_drops(count_lines(log_tail, log_head));
+		if (done < head && log_stopping)
 			break;
-		}
 	}
 	pthread_mutex_unlock(&log_lock);
 	return NULL;
@@ -248,6 +246,8 @@ writer_stop(void)
 	pthread_mutex_unlock(&log_lock);
 	pthread_join(log_thread, NULL);
 	pthread_mutex_lock(&log_lock);
+	/* Given up on, or queued after the writer's last look. */
+	count_drops(count_lines(log_tail, log_head));
 	log_running = 0;
 	log_head = log_tail = 0;
 	if (log_next_fd >= 0) {
@@ -402,11 +402,15 @@ utf8_len(const unsigned char *s, size_t len)
 	return n;
 }
 
-/* Whether c goes into a JSON string as it is. */
+/* Whether c goes into a JSON string as it is: printable ASCII but the
+ * quote and the backslash. A table, as it runs for every byte logged. */
 static int
 is_plain(unsigned char c)
 {
-	return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+	static const uint32_t bits[8] = { 0, 0xfffffffb, 0xefffffff,
+		0x7fffffff };
+
+	return (bits[c >> 5] >> (c & 31)) & 1;
 }
 
 size_t

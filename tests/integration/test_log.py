@@ -337,6 +337,23 @@ def test_probe_flag_leaves_probes_out():
         g.close()
 
 
+def test_probe_flag_bad_value_and_environment():
+    r = subprocess.run([GRACED, "serve", "--access-log-probes", "maybe"],
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=TIMEOUT)
+    assert r.returncode == 2, r
+    assert b"--access-log-probes" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    g = Graced(env={"GRACED_ACCESS_LOG_PROBES": "off"})
+    try:
+        g.request("GET", "/livez")
+        g.request("GET", "/after-env")
+        request_line(g, lambda l: l.get("path") == "/after-env")
+        assert [l["path"] for l in g.events("request")] == ["/after-env"]
+    finally:
+        g.close()
+
+
 def test_evhttp_413_and_400_are_logged():
     g = Graced("--max-body", "1K")
     try:
@@ -395,5 +412,6 @@ if __name__ == "__main__":
          test_request_id_hostile_is_replaced,
          test_hostile_user_agent_and_path_escaped,
          test_probe_flag_leaves_probes_out,
+         test_probe_flag_bad_value_and_environment,
          test_evhttp_413_and_400_are_logged,
          test_text_format_access_line])

@@ -278,6 +278,18 @@ def test_request_id_generated_on_every_reply():
         g.close()
 
 
+def test_request_id_on_admin_replies():
+    g = Graced()
+    try:
+        status, hdrs, _ = g.request("GET", "/livez", admin=True,
+                                    headers={"X-Request-Id": "adm-1"})
+        assert status == 200 and hdrs.get("x-request-id") == "adm-1", hdrs
+        status, hdrs, _ = g.request("GET", "/nope", admin=True)
+        assert status == 404 and hdrs.get("x-request-id"), hdrs
+    finally:
+        g.close()
+
+
 def test_request_id_hostile_is_replaced():
     g = Graced()
     try:
@@ -409,6 +421,7 @@ if __name__ == "__main__":
          test_stalled_stderr_pipe,
          test_access_line_fields, test_request_id_echoed_from_client,
          test_request_id_generated_on_every_reply,
+         test_request_id_on_admin_replies,
          test_request_id_hostile_is_replaced,
          test_hostile_user_agent_and_path_escaped,
          test_probe_flag_leaves_probes_out,

@@ -41,7 +41,8 @@ static int log_running;           /* writer thread started, not joined */
 static int log_waiting;           /* writer sleeps on log_wake */
 static int log_stopping;          /* writer: flush and exit (atomic) */
 static uint64_t log_deadline_ms;  /* ... giving up then (now_ms) */
-static int log_next_fd = -1;      /* reopened file for the writer */
+static int log_next_fd = -1;      /* reopened file for the writer (stores
+                                 under log_lock, atomic: the writer peeks) */
 static pthread_t log_thread;
 /* Relaxed atomic; any thread adds, /metrics reads. */
 static uint64_t log_drops;
@@ -82,7 +83,7 @@ set_fd(int fd)
 	pthread_mutex_lock(&log_lock);
 	if (log_running) {
 		old = log_next_fd;
-		log_next_fd = fd;
+		__atomic_store_n(&log_next_fd, fd, __ATOMIC_RELAXED);
 	} else {
 		old = log_fd;
 		log_fd = fd;
@@ -104,19 +105,23 @@ open_path(void)
 	return 0;
 }
 
-/* Whether the final flush has run out of time (writer thread). */
+/* Whether the writer should leave a stalled sink (writer thread): the
+ * final flush is out of time, or a reopened file waits (SIGHUP after the
+ * reader of the old one went away). */
 static int
-past_deadline(void)
+give_up(void)
 {
-	return __atomic_load_n(&log_stopping, __ATOMIC_ACQUIRE) &&
-	    now_ms() >= __atomic_load_n(&log_deadline_ms, __ATOMIC_RELAXED);
+	return __atomic_load_n(&log_next_fd, __ATOMIC_RELAXED) >= 0 ||
+	    (__atomic_load_n(&log_stopping, __ATOMIC_ACQUIRE) &&
+	        now_ms() >=
+	            __atomic_load_n(&log_deadline_ms, __ATOMIC_RELAXED));
 }
 
 /* Writes [tail, head) of the ring; returns how far it got. A regular file
  * takes the whole batch. A pipe or socket takes whole lines of at most
  * PIPE_BUF bytes once poll(2) says it has room, so the writer never sits in
  * a write(2) on a stalled reader and never stops inside a line: it gives up
- * only between lines, once the final flush is out of time. */
+ * only between lines (see give_up). */
 static size_t
 write_batch(int fd, int regular, size_t tail, size_t head)
 {
@@ -131,7 +136,7 @@ write_batch(int fd, int regular, size_t tail, size_t head)
 		if (!regular) {
 			char *nl;
 			if (poll(&p, 1, 100) == 0) {
-				if (past_deadline())
+				if (give_up())
 					break;
 				continue;
 			}
@@ -197,7 +202,7 @@ writer_main(void *arg)
 			if (log_fd > 2)
 				close(log_fd);
 			log_fd = log_next_fd;
-			log_next_fd = -1;
+			__atomic_store_n(&log_next_fd, -1, __ATOMIC_RELAXED);
 			regular = is_regular(log_fd);
 		}
 		fd = log_fd;
@@ -208,7 +213,7 @@ writer_main(void *arg)
 			count_drops(count_lines(done, head));
 		pthread_mutex_lock(&log_lock);
 		log_tail = head;
-		if (done < head && log_stopping)
+		if (done < head && log_stopping && log_next_fd < 0)
 			break;
 	}
 	pthread_mutex_unlock(&log_lock);
@@ -254,7 +259,7 @@ writer_stop(void)
 		if (log_fd > 2)
 			close(log_fd);
 		log_fd = log_next_fd;
-		log_next_fd = -1;
+		__atomic_store_n(&log_next_fd, -1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&log_lock);
 	free(log_ring);

@@ -203,6 +203,51 @@ test_stalled_sink_drops_and_stop_is_bounded(void **state)
 }
 
 static int
+file_has(const char *path, const char *needle)
+{
+	char line[LOG_LINE_MAX];
+	FILE *f = fopen(path, "r");
+	int found = 0;
+
+	while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return found;
+}
+
+/* SIGHUP after the reader of a FIFO went away: the writer leaves the
+ * stalled FIFO for the reopened file instead of waiting on it for ever. */
+static void
+test_reopen_leaves_a_stalled_sink(void **state)
+{
+	char *path = path_in_tmp("stall-then-file");
+	struct graced_config *cfg;
+	uint64_t deadline;
+	int rfd;
+
+	(void)state;
+	assert_int_equal(mkfifo(path, 0600), 0);
+	rfd = open(path, O_RDONLY | O_NONBLOCK);
+	assert_true(rfd >= 0);
+	cfg = config_logging_to(path);
+	assert_int_equal(log_setup(cfg), 0);
+	for (int i = 0; i < 2000; i++)
+		graced_log("filler", json_pack("{s:i}", "i", i));
+	unlink(path);
+	assert_int_equal(log_reopen(), 0);
+	graced_log("after_reopen", NULL);
+	deadline = now_ms() + 3000;
+	while (!file_has(path, "after_reopen") && now_ms() < deadline)
+		usleep(10000);
+	assert_true(file_has(path, "after_reopen"));
+	log_close();
+	graced_config_free(cfg);
+	close(rfd);
+	unlink(path);
+}
+
+static int
 setup(void **state)
 {
 	(void)state;
@@ -227,6 +272,7 @@ main(void)
 		cmocka_unit_test(test_writer_writes_valid_lines),
 		cmocka_unit_test(test_long_value_is_cut_not_the_line),
 		cmocka_unit_test(test_stalled_sink_drops_and_stop_is_bounded),
+		cmocka_unit_test(test_reopen_leaves_a_stalled_sink),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

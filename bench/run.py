@@ -8,10 +8,10 @@ Environment:
     GRACED_BIN      the daemon (default: ./src/graced, then ../src/graced
                     next to this script)
     BENCH_SECONDS   wrk duration per measurement (default 5)
-    BENCH_REPEAT    rounds of the wrk rows, best one reported (default 2)
+    BENCH_REPEAT    rounds of the wrk rows, the median reported (default 3)
     BENCH_ONLY      comma-separated substrings: run only the rows whose group
-                    or label contains one (e.g. keep-alive, post, drain,
-                    spool-sync, memory)
+                    or label contains one (e.g. keep-alive, post, access-log,
+                    drain, spool-sync, memory)
     BENCH_CONNS     idle connections for the memory and close rows (10000)
     BENCH_INSTALL   1: install missing wrk / nginx with apt-get (root only)
     BENCH_JSON      also write the raw figures to this file
@@ -40,7 +40,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SECONDS = max(1, int(float(os.environ.get("BENCH_SECONDS", "5"))))
-REPEAT = max(1, int(os.environ.get("BENCH_REPEAT", "2")))
+REPEAT = max(1, int(os.environ.get("BENCH_REPEAT", "3")))
 ONLY = [s.strip().lower() for s in os.environ.get("BENCH_ONLY", "").split(",")
         if s.strip()]
 WANT_CONNS = int(os.environ.get("BENCH_CONNS", "10000"))
@@ -72,6 +72,12 @@ ROWS = [
     ("post", "po_p50", "POST /v1/events: p50 latency", "ms"),
     ("post", "po_p99", "POST /v1/events: p99 latency", "ms"),
     ("post", "po_cpu", "POST /v1/events: server CPU per request", "us"),
+    # Access logs on, to a file: graced with its defaults (--log-file),
+    # nginx with access_log to a file, beside the same bare evhttp.
+    ("access-log", "lg_rps", "access log on: keep-alive GET /healthz: requests/s", "rps"),
+    ("access-log", "lg_p50", "access log on: p50 latency", "ms"),
+    ("access-log", "lg_p99", "access log on: p99 latency", "ms"),
+    ("access-log", "lg_cpu", "access log on: server CPU per request", "us"),
     ("drain readiness", "ready",
      "drain: SIGTERM to first 503 on /healthz, median of %d" % READINESS_TRIALS, "ms"),
     ("drain exit-lag", "exitlag",
@@ -98,6 +104,14 @@ TARGETS = {
          lambda v: None if _ratio(v, "graced", "nginx") is None
          else _ratio(v, "graced", "nginx") >= 0.8),
     ],
+    "lg_rps": [
+        ("graced/evhttp >= 1.2",
+         lambda v: None if _ratio(v, "graced", "evhttp") is None
+         else _ratio(v, "graced", "evhttp") >= 1.2),
+        ("graced/nginx >= 0.85",
+         lambda v: None if _ratio(v, "graced", "nginx") is None
+         else _ratio(v, "graced", "nginx") >= 0.85),
+    ],
     "ready": [("graced < 1 ms",
                lambda v: None if v.get("graced") is None else v["graced"] < 1.0)],
     "exitlag": [("graced < 5 ms",
@@ -108,6 +122,7 @@ TARGETS = {
 
 results = {key: {} for _, key, _, _ in ROWS}
 bodies = {}         # server -> bytes of its /healthz body
+log_counts = {}     # logging server -> (lines in its log, lines dropped)
 notes = []
 failures = []       # measurements that failed (exit status 1)
 procs = []          # every process we started, for the final cleanup
@@ -411,12 +426,26 @@ def build(env):
 
 def have(env, name):
     return {"graced": env.graced, "evhttp": env.hello, "nginx": env.nginx,
-            "go": env.hello_go}[name] is not None
+            "go": env.hello_go}[name.replace("+log", "")] is not None
 
 
 def start(env, name, drain_delay=0.0, extra=(), spool_dir=None):
     """Start one server on core 0: (Proc, port). graced's spool goes to a
     new directory under spool_dir (default: the run's temporary directory)."""
+    if name == "graced+log":
+        # Its defaults, as a user runs it with stderr sent to a file: the
+        # serving line goes to that file, so the ports are chosen here.
+        d = tempfile.mkdtemp(prefix="graced-", dir=env.tmp)
+        port, admin = free_port(), free_port()
+        pr = Proc(name, SERVER_CPU + [
+            env.graced, "--workers", "1", "--listen", "127.0.0.1:%d" % port,
+            "--admin-listen", "127.0.0.1:%d" % admin,
+            "--spool", os.path.join(d, "spool.jsonl"),
+            "--log-file", os.path.join(d, "access.log"),
+            "--drain-delay", "0", "--shutdown-timeout", "20"])
+        pr.access_log, pr.admin_port = os.path.join(d, "access.log"), admin
+        wait_port(port, pr)
+        return pr, port
     if name == "graced":
         d = tempfile.mkdtemp(prefix="graced-", dir=spool_dir or env.tmp)
         pr = Proc(name, SERVER_CPU + [
@@ -437,12 +466,16 @@ def start(env, name, drain_delay=0.0, extra=(), spool_dir=None):
         pr = Proc(name, SERVER_CPU + [env.hello, "0"])
         m = pr.wait_line(r"listening (\d+)", 10)
         return pr, int(m.group(1))
-    if name == "nginx":
+    if name in ("nginx", "nginx+log"):
         d = tempfile.mkdtemp(prefix="nginx-", dir=env.tmp)
         port = free_port()
         with open(os.path.join(HERE, "nginx.conf")) as f:
             conf = f.read()
-        conf = (conf.replace("@PORT@", str(port)).replace("@DIR@", d)
+        # nginx's default access log: the combined format, one write(2)
+        # per request, to a file.
+        access = "@DIR@/access.log" if name == "nginx+log" else "off"
+        conf = (conf.replace("@ACCESS_LOG@", access)
+                .replace("@PORT@", str(port)).replace("@DIR@", d)
                 .replace("@USER@", "user root root;" if os.geteuid() == 0 else "")
                 .replace("@NOFILE@", str(env.nofile))
                 .replace("@WORKER_CONNECTIONS@", str(max(1024, env.nofile - 100))))
@@ -451,6 +484,7 @@ def start(env, name, drain_delay=0.0, extra=(), spool_dir=None):
             f.write(conf)
         pr = Proc(name, SERVER_CPU + [env.nginx, "-p", d + "/", "-c", path,
                                       "-e", os.path.join(d, "error.log")])
+        pr.access_log = os.path.join(d, "access.log")
         wait_port(port, pr)
         return pr, port
     raise ValueError(name)
@@ -545,14 +579,40 @@ def wrk(env, port, kind, seconds, pid=None):
     return res
 
 
+# Which server runs in each column for each kind of wrk row: the access-log
+# row puts graced and nginx with their logs on beside the same evhttp.
+COLUMNS = {"access-log": {"graced": "graced+log", "evhttp": "evhttp",
+                          "nginx": "nginx+log"}}
+
+
+def log_lines(pr):
+    """Lines in a server's access log file, and for graced the lines it
+    dropped (graced_log_lines_dropped_total): a row that logs must log."""
+    with open(pr.access_log, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    dropped = None
+    if getattr(pr, "admin_port", None):
+        with socket.create_connection(("127.0.0.1", pr.admin_port), 5) as s:
+            s.sendall(get_request(pr.admin_port, "/metrics"))
+            m = re.search(rb"^graced_log_lines_dropped_total (\d+)",
+                          read_response(s)[2], re.M)
+            dropped = int(m.group(1)) if m else None
+    return lines, dropped
+
+
 def throughput_rows(env):
-    kinds = [k for k in ("keep-alive", "close", "post") if selected(k)]
+    kinds = [k for k in ("keep-alive", "close", "post", "access-log")
+             if selected(k)]
     if not kinds:
         return
     if env.wrk is None:
         note("wrk missing: throughput rows skipped")
         return
-    names = [n for n in SERVERS if have(env, n)]
+    plain = [k for k in kinds if k not in COLUMNS]
+    names = [n for n in SERVERS if have(env, n)] if plain else []
+    for k in kinds:
+        names += [n for n in COLUMNS.get(k, {}).values()
+                  if n not in names and have(env, n)]
     servers = {}
     def up(n):
         # graced: drain delay 0 so the stop at the end is quick; the events
@@ -569,28 +629,36 @@ def throughput_rows(env):
         samples = {}
         for rnd in range(REPEAT):
             for kind in kinds:
-                for n in names:
+                cols = COLUMNS.get(kind, {n: n for n in SERVERS})
+                for col, n in cols.items():
+                    if n not in servers:
+                        continue
                     log("wrk %s %s %ds%s" % (kind, n, SECONDS,
                                               " (round %d)" % (rnd + 1) if REPEAT > 1 else ""))
+                    # The access-log row is keep-alive GET /healthz.
                     res = guard("wrk %s %s" % (kind, n), wrk, env,
-                                servers[n][1], kind, SECONDS, servers[n][0].pid)
+                                servers[n][1], "keep-alive" if kind in COLUMNS
+                                else kind, SECONDS, servers[n][0].pid)
                     if res is None:
                         continue
                     if res["errors"]:
                         note("%s, %s: %s" % (kind, n, ", ".join(res["errors"])))
-                    samples.setdefault((kind, n), []).append(res)
-        # Best of the rounds: the round with the most requests/s (the one
-        # least disturbed by whatever else runs on the machine) gives the
-        # rate and the latencies; CPU per request is the lowest of the rounds.
-        prefix = {"keep-alive": "ka", "close": "cl", "post": "po"}
+                    samples.setdefault((kind, col), []).append(res)
+        # The median of the rounds, figure by figure (the project's rule:
+        # one noisy round on a shared machine moves it little).
+        prefix = {"keep-alive": "ka", "close": "cl", "post": "po",
+                  "access-log": "lg"}
         for (kind, n), runs in samples.items():
-            best = max(runs, key=lambda r: r["rps"])
             for what in ("rps", "p50", "p99", "cpu"):
                 key = "%s_%s" % (prefix[kind], what)
-                results[key][n] = best[what]
+                vals = [r[what] for r in runs if r[what] is not None]
+                results[key][n] = statistics.median(vals) if vals else None
                 results[key][n + "_all"] = [r[what] for r in runs]
-            cpus = [r["cpu"] for r in runs if r["cpu"] is not None]
-            results["%s_cpu" % prefix[kind]][n] = min(cpus) if cpus else None
+        for n in ("graced+log", "nginx+log"):
+            if n in servers:
+                got = guard("%s log lines" % n, log_lines, servers[n][0])
+                if got:
+                    log_counts[n] = got
     finally:
         for n, (pr, _) in servers.items():
             pr.stop(signal.SIGTERM)
@@ -1200,8 +1268,10 @@ def main():
         print()
         print("graced %s; servers pinned to core 0, clients (wrk -t1 -c%d "
               "-d%ds --latency, Python) to core 1; graced --workers 1 --access-log off, "
-              "nginx access_log off, Go GOMAXPROCS=1; wrk rows: best of %d "
-              "round(s)" % (env.graced, WRK_CONNS, SECONDS, REPEAT))
+              "nginx access_log off, Go GOMAXPROCS=1 (access-log rows: graced "
+              "--workers 1 with its defaults and --log-file, nginx access_log to a "
+              "file); wrk rows: median of %d round(s)"
+              % (env.graced, WRK_CONNS, SECONDS, REPEAT))
         print(versions(env))
         print("load average (1 min) %.2f at the start, %.2f at the end"
               % (load0, os.getloadavg()[0]))
@@ -1210,7 +1280,11 @@ def main():
         print()
         if bodies:
             print("GET /healthz body (bytes): " + ", ".join(
-                "%s %d" % (n, bodies[n]) for n in SERVERS if n in bodies))
+                "%s %d" % (n, bodies[n]) for n in sorted(bodies)))
+        for n, (lines, dropped) in sorted(log_counts.items()):
+            print("%s: %d lines in its access log file%s" % (
+                n, lines, "" if dropped is None else
+                ", %d dropped (graced_log_lines_dropped_total)" % dropped))
         for key, what in (("ready", "readiness"), ("exitlag", "exit lag"),
                           ("exitlag_disk", "exit lag, disk")):
             for n in ("graced", "go"):

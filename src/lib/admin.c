@@ -319,6 +319,7 @@ admin_dispatch(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD, status;
 
+	request_set_id(req);
 	if (path == NULL)
 		path = "";
 	if (admin_refuse(a, req))

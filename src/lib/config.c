@@ -69,6 +69,8 @@ static const struct opt opts[] = {
 	{ "admin-token-file", OPT_PATH, OFF(admin_token_file), "", 0, 0,
 	    "file with the bearer token every admin request must carry "
 	    "(read at start)" },
+	{ "access-log-probes", OPT_BOOL, OFF(access_log_probes), "on", 0, 0,
+	    "access log lines for /healthz and /livez too: on or off" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

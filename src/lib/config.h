@@ -31,6 +31,7 @@ struct graced_config {
 	enum config_log_format log_format;
 	char log_file[PATH_MAX]; /* empty: stderr */
 	int access_log;          /* one log line per request */
+	int access_log_probes;   /* ... also for /healthz and /livez */
 
 	/* The bearer token's file; empty: admin requests take no token. */
 	char admin_token_file[PATH_MAX];

@@ -6,8 +6,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
 
 #include "log.h"
 #include "request.h"
@@ -185,6 +187,67 @@ registry_put(struct worker *w, struct graced_request *r)
 	return 0;
 }
 
+/* "ip:port", or "[ip]:port" for IPv6, into buf (at least 80 bytes); by
+ * hand, as it runs for every request. */
+static size_t
+client_address(struct evhttp_connection *evcon, char *buf)
+{
+	char *host = NULL;
+	ev_uint16_t port = 0;
+	int v6;
+	size_t n, len = 0;
+
+	evhttp_connection_get_peer(evcon, &host, &port);
+	if (host == NULL)
+		host = "";
+	n = strnlen(host, 64);
+	v6 = memchr(host, ':', n) != NULL;
+	if (v6)
+		buf[len++] = '[';
+	memcpy(buf + len, host, n);
+	len += n;
+	if (v6)
+		buf[len++] = ']';
+	buf[len++] = ':';
+	for (unsigned d = 10000; d > 0; d /= 10)
+		if (port >= d || d == 1)
+			buf[len++] = (char)('0' + port / d % 10);
+	return len;
+}
+
+/* evhttp answers some requests itself and never dispatches them: 413 over
+ * --max-body, 400 for a request line or headers it cannot parse, 501 for
+ * an unknown method. The only sign is the status line it writes into an
+ * empty output buffer while no request of ours is held: log that as a
+ * request with what is known. */
+static void
+conn_output_cb(
+    struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct graced_request *r = arg;
+	char head[13], client[80], id[32];
+	uint64_t now;
+	struct log_line l;
+	int status;
+
+	if (r->req != NULL || info->n_added == 0 || info->orig_size != 0 ||
+	    evbuffer_copyout(buf, head, sizeof(head)) != sizeof(head) ||
+	    memcmp(head, "HTTP/1.", 7) != 0)
+		return;
+	status = atoi(head + 9);
+	if (status < 400)
+		return;
+	now = now_us();
+	log_line_begin(&l, "request", now);
+	log_line_str(&l, "client", client, client_address(r->evcon, client));
+	log_line_uint(&l, "status", (uint64_t)status);
+	if (r->rx_pending)
+		log_line_ms(&l, "ms", now - r->rx_since_ms * 1000);
+	log_line_str(&l, "request_id", id, request_new_id(id));
+	log_line_str(&l, "note", "answered by evhttp", 18);
+	log_line_end(&l);
+}
+
 static void
 conn_closed(struct evhttp_connection *evcon, void *arg)
 {
@@ -195,6 +258,9 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 	(void)evcon;
 	evbuffer_remove_cb_entry(bufferevent_get_input(r->bev), r->input_cb);
 	evbuffer_remove_cb_entry(bufferevent_get_input(r->bev), r->framing_cb);
+	if (r->output_cb != NULL)
+		evbuffer_remove_cb_entry(
+		    bufferevent_get_output(r->bev), r->output_cb);
 	if (r->req != NULL) {
 		/* The handler never finished: evhttp frees req next. */
 		COUNTER_ADD(&w->in_flight, -1);
@@ -230,6 +296,9 @@ conn_adopt(struct worker *w, struct graced_request *r)
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_input_cb, r);
 	r->framing_cb =
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_framing_cb, r);
+	if (w->srv->cfg.access_log)
+		r->output_cb = evbuffer_add_cb(
+		    bufferevent_get_output(r->bev), conn_output_cb, r);
 	evhttp_connection_set_closecb(r->evcon, conn_closed, r);
 	COUNTER_ADD(&w->metrics.accepted, 1);
 	if (server_connections(w->srv) > w->srv->cfg.max_connections)
@@ -268,23 +337,70 @@ conn_find(struct worker *w, struct evhttp_request *req)
 	return w->conns[fd];
 }
 
+static int
+is_probe(const struct graced_route *rt)
+{
+	return rt != NULL &&
+	    (strcmp(rt->path, "/healthz") == 0 ||
+	        strcmp(rt->path, "/livez") == 0);
+}
+
+/* The reply's X-Request-Id and Content-Length in one pass over its
+ * headers (evhttp_find_header twice cost more than the rest of the line). */
+static void
+reply_headers(struct evhttp_request *req, const char **id, const char **len)
+{
+	struct evkeyval *kv;
+
+	*id = *len = NULL;
+	for (kv = evhttp_request_get_output_headers(req)->tqh_first; kv != NULL;
+	     kv = kv->next.tqe_next) {
+		if (*id == NULL && strcasecmp(kv->key, "X-Request-Id") == 0)
+			*id = kv->value;
+		else if (*len == NULL &&
+		    strcasecmp(kv->key, "Content-Length") == 0)
+			*len = kv->value;
+	}
+}
+
+/* One "request" line, formatted on the stack: no JSON objects, no
+ * allocation. */
 static void
 access_log(struct graced_request *r, struct evhttp_request *req, int status)
 {
 	const char *uri = evhttp_request_get_uri(req);
-	char path[256];
+	const char *method =
+	    request_method_name(evhttp_request_get_command(req));
+	const char *ua = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "User-Agent");
+	const char *id, *length;
+	uint64_t now = now_us();
+	char path[256], client[80];
+	struct log_line l;
 	size_t i;
 
 	for (i = 0; uri != NULL && uri[i] != '\0' && i < sizeof(path) - 1; i++)
 		path[i] = (uri[i] < 0x20 || (unsigned char)uri[i] >= 0x7f) ?
 		    '?' :
 		    uri[i];
-	path[i] = '\0';
-	log_event("request",
-	    json_pack("{s:s,s:s,s:i,s:f}", "method",
-	        request_method_name(evhttp_request_get_command(req)), "path",
-	        path, "status", status, "ms",
-	        (double)(now_us() - r->started_us) / 1000.0));
+	reply_headers(req, &id, &length);
+	log_line_begin(&l, "request", now);
+	log_line_str(&l, "client", client, client_address(r->evcon, client));
+	log_line_str(&l, "method", method, strlen(method));
+	log_line_str(&l, "path", path, i);
+	log_line_uint(&l, "status", (uint64_t)status);
+	log_line_uint(&l, "bytes_in", r->body_in);
+	/* evhttp sets the length of every reply but a chunked one; a HEAD
+	 * reply states it without sending the body. */
+	if (length != NULL)
+		log_line_uint(&l, "bytes_out",
+		    evhttp_request_get_command(req) == EVHTTP_REQ_HEAD ?
+		        0 :
+		        strtoull(length, NULL, 10));
+	log_line_ms(&l, "ms", now - r->started_us);
+	log_line_str(&l, "user_agent", ua, ua ? strlen(ua) : 0);
+	log_line_str(&l, "request_id", id, id ? strlen(id) : 0);
+	log_line_end(&l);
 }
 
 static void
@@ -297,7 +413,9 @@ conn_request_done(struct evhttp_request *req, void *arg)
 	if (r->req != req)
 		return;
 	metrics_count(&w->metrics, r->route, status);
-	if (w->srv->cfg.access_log)
+	if (w->srv->cfg.access_log &&
+	    (w->srv->cfg.access_log_probes ||
+	        !is_probe(router_route(&w->srv->router, r->route))))
 		access_log(r, req, status);
 	COUNTER_ADD(&w->in_flight, -1);
 	r->req = NULL;
@@ -317,6 +435,8 @@ conn_request_begin(struct graced_request *r, struct evhttp_request *req)
 	r->requests++;
 	if (r->w->srv->cfg.access_log)
 		r->started_us = now_us();
+	r->body_in = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+	request_set_id(req);
 	r->rx_pending = evbuffer_get_length(input) > 0;
 	if (r->rx_pending)
 		r->rx_since_ms = now_ms();

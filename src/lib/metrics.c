@@ -7,6 +7,7 @@
 #include "admin.h"
 #include "graced.h"
 #include "listener.h"
+#include "log.h"
 #include "metrics.h"
 #include "router.h"
 #include "server.h"
@@ -215,5 +216,11 @@ metrics_render(struct graced_server *srv, struct evbuffer *out)
 	    stopping == 0 ? 0.0 : (double)(now - stopping) / 1000.0,
 	    started ? (double)(now - started) / 1000.0 : 0.0);
 	render_rejected(srv, out);
+	evbuffer_add_printf(out,
+	    "# HELP graced_log_lines_dropped_total Log lines dropped because "
+	    "the log sink did not keep up (or stalled at stop).\n"
+	    "# TYPE graced_log_lines_dropped_total counter\n"
+	    "graced_log_lines_dropped_total %llu\n",
+	    (unsigned long long)log_dropped());
 	render_hooks(srv, out);
 }

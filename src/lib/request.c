@@ -1,9 +1,12 @@
 /* Requests as the public API sees them, and every way to reply to one. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -68,6 +71,72 @@ request_send(struct evhttp_request *req, int status)
 		evbuffer_drain(out, evbuffer_get_length(out));
 	}
 	evhttp_send_reply(req, status, NULL, NULL);
+}
+
+static char id_prefix[13];  /* random, set once per process */
+static uint64_t id_counter; /* atomic */
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+static void
+id_init(void)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[6] = { 0 };
+	uint64_t t = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
+
+	/* Without getrandom (old kernels, seccomp) the time and pid do. */
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		memcpy(r, &t, sizeof(r));
+	for (size_t i = 0; i < sizeof(r); i++) {
+		id_prefix[2 * i] = hex[r[i] >> 4];
+		id_prefix[2 * i + 1] = hex[r[i] & 15];
+	}
+}
+
+size_t
+request_new_id(char *buf)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t n = __atomic_add_fetch(&id_counter, 1, __ATOMIC_RELAXED);
+	char digits[16];
+	size_t k = 0;
+
+	pthread_once(&id_once, id_init);
+	memcpy(buf, id_prefix, 12);
+	buf[12] = '-';
+	do {
+		digits[sizeof(digits) - 1 - k++] = hex[n & 15];
+		n >>= 4;
+	} while (n > 0);
+	memcpy(buf + 13, digits + sizeof(digits) - k, k);
+	buf[13 + k] = '\0';
+	return 13 + k;
+}
+
+static int
+id_is_acceptable(const char *id)
+{
+	size_t i;
+
+	for (i = 0; id[i] != '\0'; i++)
+		if (id[i] < 0x20 || id[i] > 0x7e || i == REQUEST_ID_MAX)
+			return 0;
+	return i > 0;
+}
+
+void
+request_set_id(struct evhttp_request *req)
+{
+	const char *id = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "X-Request-Id");
+	char fresh[32];
+
+	if (id == NULL || !id_is_acceptable(id)) {
+		request_new_id(fresh);
+		id = fresh;
+	}
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(req), "X-Request-Id", id);
 }
 
 void

@@ -41,6 +41,10 @@ struct graced_request {
 	unsigned replied : 1;    /* reply sent for req */
 	unsigned overloaded : 1; /* accepted past max-connections */
 	unsigned capped : 1;     /* input watermark set (conn_limit_input) */
+
+	/* For the access log. */
+	size_t body_in;                      /* request body bytes */
+	struct evbuffer_cb_entry *output_cb; /* sees evhttp's own replies */
 };
 
 /* Commands from the main loop (bits of worker.cmds), carried out on the

@@ -357,7 +357,7 @@ out:
 int
 graced_server_run(struct graced_server *srv)
 {
-	if (srv->state == GRACED_STARTING)
+	if (server_state(srv) == GRACED_STARTING)
 		return -EINVAL;
 	event_base_dispatch(srv->base);
 	for (unsigned i = 0; i < srv->nworkers; i++)

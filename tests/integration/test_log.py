@@ -293,18 +293,19 @@ def test_request_id_on_admin_replies():
 def test_request_id_hostile_is_replaced():
     g = Graced()
     try:
-        hostile = [b"A" * 129,                       # too long
-                   b"a\x01b",                        # control character
-                   b"caf\xc3\xa9",                   # not ASCII
-                   b'x"}\\', ]                       # fine: printable
+        # A control character breaks the framing rules: 400, with an id.
+        hostile = [(b"A" * 129, 200),                 # too long
+                   (b"a\x01b", 400),                  # control character
+                   (b"caf\xc3\xa9", 200),             # not ASCII
+                   (b'x"}\\', 200), ]                 # fine: printable
         seen = []
-        for value in hostile:
+        for value, want in hostile:
             status, hdrs = raw_exchange(
                 g, b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                 b"X-Request-Id: " + value + b"\r\n\r\n")
-            assert status == 200
+            assert status == want, (value, status)
             seen.append(hdrs["x-request-id"])
-        for value, rid in zip(hostile[:3], seen[:3]):
+        for (value, _), rid in zip(hostile[:3], seen[:3]):
             assert rid.encode() != value, rid
             assert 1 <= len(rid) <= 128 and rid.isprintable(), rid
         assert seen[3] == 'x"}\\', seen[3]

@@ -166,6 +166,24 @@ opt_find(const char *name)
 	return NULL;
 }
 
+/* A bound as a user would write it: sizes with the largest K, M or G
+ * suffix that divides them, other numbers in full. */
+static void
+bound_text(const struct opt *o, double v, char *buf, size_t len)
+{
+	static const char units[] = "GMK";
+	unsigned long long n = (unsigned long long)v;
+
+	for (int i = 0; o->type == OPT_BYTES && i < 3 && n > 0; i++) {
+		unsigned long long unit = 1ULL << (10 * (3 - i));
+		if (n % unit == 0) {
+			snprintf(buf, len, "%llu%c", n / unit, units[i]);
+			return;
+		}
+	}
+	snprintf(buf, len, "%.15g", v);
+}
+
 static int
 opt_parse(const struct opt *o, struct graced_config *cfg, const char *value,
     char *err, size_t errlen)
@@ -238,10 +256,14 @@ bad_addr:
 bad_number:
 	snprintf(err, errlen, "--%s: '%s' is not a number", o->name, value);
 	return -EINVAL;
-out_of_range:
-	snprintf(err, errlen, "--%s: '%s' is out of range (%g to %g)", o->name,
-	    value, o->min, o->max);
+out_of_range : {
+	char lo[32], hi[32];
+	bound_text(o, o->min, lo, sizeof(lo));
+	bound_text(o, o->max, hi, sizeof(hi));
+	snprintf(err, errlen, "--%s: '%s' is out of range (%s to %s)", o->name,
+	    value, lo, hi);
 	return -EINVAL;
+}
 }
 
 struct graced_config *
@@ -281,8 +303,8 @@ graced_config_check(const struct graced_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->shutdown_timeout <= cfg->drain_delay) {
 		snprintf(err, errlen,
-		    "--shutdown-timeout (%g) must be longer "
-		    "than --drain-delay (%g)",
+		    "--shutdown-timeout (%.15g) must be longer "
+		    "than --drain-delay (%.15g)",
 		    cfg->shutdown_timeout, cfg->drain_delay);
 		return -EINVAL;
 	}
@@ -322,7 +344,7 @@ graced_config_get(const struct graced_config *cfg, const char *name)
 		snprintf(buf, sizeof(buf), "%zu", *(const size_t *)field);
 		break;
 	case OPT_SECONDS:
-		snprintf(buf, sizeof(buf), "%g", *(const double *)field);
+		snprintf(buf, sizeof(buf), "%.15g", *(const double *)field);
 		break;
 	case OPT_LOGFMT:
 		snprintf(buf, sizeof(buf), "%s",

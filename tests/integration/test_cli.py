@@ -190,6 +190,20 @@ def test_bad_values_exit_2():
         p = graced("serve", "--drain-delay", "x")
         assert p.stderr.decode() == \
             "graced: --drain-delay: 'x' is not a number\n", p.stderr
+        # Ranges read as the flags are written: sizes with their suffix,
+        # never in exponent notation.
+        for args, want in (
+                (["--max-body", "5G"], "--max-body: '5G' is out of range "
+                 "(1 to 1G)"),
+                (["--max-header-size", "100"], "--max-header-size: '100' "
+                 "is out of range (1K to 16M)"),
+                (["--max-connections", "2000000"], "--max-connections: "
+                 "'2000000' is out of range (1 to 1000000)"),
+                (["--drain-delay", "0.1", "--shutdown-timeout", "0.05"],
+                 "--shutdown-timeout (0.05) must be longer than "
+                 "--drain-delay (0.1)")):
+            p = graced("serve", *args)
+            assert p.stderr.decode() == "graced: %s\n" % want, p.stderr
 
 
 def test_unknown_flag_exit_2():

@@ -3,7 +3,9 @@ by make check against the shared library, run as black boxes and drained
 with SIGTERM; the shared library exports graced.h and nothing else; and
 `make install` into a scratch DESTDIR gives a library, header, graced.pc,
 daemon and manual pages with which a program outside the tree builds with
-`pkg-config --cflags --libs graced` alone, serves and drains.
+`pkg-config --cflags --libs graced` alone, serves and drains; and a program
+linked with the installed static archive may define functions named like
+the library's internals.
 """
 import glob
 import http.client
@@ -171,8 +173,8 @@ def test_installed_library_builds_a_service_with_pkg_config():
             check=True, env=env, stdout=subprocess.PIPE).stdout.decode()
         assert dest in flags, flags
         # A sanitizer build's library needs its runtime in the program too.
-        cmd = (make_var("CC").split() + make_var("SAN_CFLAGS").split() +
-               ["-o", os.path.join(tmp, "hello"), src] + flags.split())
+        cc = make_var("CC").split() + make_var("SAN_CFLAGS").split()
+        cmd = cc + ["-o", os.path.join(tmp, "hello"), src] + flags.split()
         p = subprocess.run(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT)
         assert p.returncode == 0, (cmd, p.stdout.decode())
@@ -192,6 +194,50 @@ def test_installed_library_builds_a_service_with_pkg_config():
             drain_hello(g)
         finally:
             g.close()
+        static_link_keeps_internal_names_private(tmp, env, libdir, cc)
+
+
+# Functions of the program's own that share a name with the library's
+# internals (log.c, router.c): with the installed archive they must link.
+OWN_NAMES = r"""
+#include <stdio.h>
+#include <graced.h>
+
+int log_setup(void);
+int router_add(void);
+int log_setup(void) { return 1; }
+int router_add(void) { return 2; }
+
+int main(void)
+{
+	graced_log("static_link", NULL);
+	graced_server_free(NULL);
+	printf("%s %d\n", graced_version(), log_setup() + router_add());
+	return 0;
+}
+"""
+
+
+def static_link_keeps_internal_names_private(tmp, env, libdir, cc):
+    src = os.path.join(tmp, "own_names.c")
+    with open(src, "w") as f:
+        f.write(OWN_NAMES)
+    flags = subprocess.run(
+        ["pkg-config", "--define-prefix", "--static", "--cflags", "--libs",
+         "graced"], check=True, env=env,
+        stdout=subprocess.PIPE).stdout.decode().split()
+    exe = os.path.join(tmp, "own_names")
+    cmd = (cc + ["-o", exe, src, os.path.join(libdir, "libgraced.a")] +
+           [f for f in flags if f != "-lgraced"])
+    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    assert p.returncode == 0, (cmd, p.stdout.decode())
+    env = {k: v for k, v in env.items() if k != "LD_LIBRARY_PATH"}
+    p = subprocess.run([exe], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().split()[1] == "3", p.stdout
+    assert b'"event":"static_link"' in p.stderr, p.stderr
 
 
 if __name__ == "__main__":

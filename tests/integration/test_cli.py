@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -164,6 +165,16 @@ def test_man_page_lists_every_flag():
         # Each flag's entry names its own variable.
         entry = text.split(".BI " + flag + " ", 1)[1].split(".TP", 1)[0]
         assert env in entry, (flag, env, entry)
+
+
+def test_harness_test_only_matching_nothing_fails():
+    # A typo in TEST_ONLY must not pass for a green run.
+    p = subprocess.run([sys.executable, "-B", os.path.abspath(__file__)],
+                       env=dict(os.environ, TEST_ONLY="no_such_case"),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=TIMEOUT)
+    assert p.returncode == 1, (p.returncode, p.stdout)
+    assert b"matches no test" in p.stdout, p.stdout
 
 
 # ---------------------------------------------------------------- bad values
@@ -551,6 +562,7 @@ def test_probe_bad_usage_exit_2():
 
 if __name__ == "__main__":
     run([test_help, test_version, test_man_page_lists_every_flag,
+         test_harness_test_only_matching_nothing_fails,
          test_bad_values_exit_2, test_unknown_flag_exit_2,
          test_env_bad_value_names_variable, test_env_access_log_off,
          test_env_max_body_and_flag_override, test_address_in_use_exit_1,

@@ -127,7 +127,7 @@ def test_help():
         assert out.startswith("usage:"), (args, out[:200])
         for flag in FLAGS:
             assert flag in out, (args, flag)
-        for word in ("drain", "probe", "GRACED_DRAIN_DELAY",
+        for word in ("drain", "probe", "--version", "GRACED_DRAIN_DELAY",
                      "GRACED_MAX_BODY"):
             assert word in out, (args, word)
         assert p.stderr == b"", (args, p.stderr)

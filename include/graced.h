@@ -10,6 +10,11 @@
  * graced_request_base() run there too.
  * Hooks, the drain and graced_server_base() belong to the main loop, the
  * thread that calls graced_server_run().
+ *
+ * docs/library.md walks through three example services (examples/ in the
+ * source tree), README.md has the daemon and the drain's contract, and
+ * libgraced(3) sums up this API. Build against it with
+ * `pkg-config --cflags --libs graced`.
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -23,11 +28,20 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: what this header declares
+ * is its whole exported interface, nothing else. */
+#if defined(__GNUC__) || defined(__clang__)
+#define GRACED_API __attribute__((visibility("default")))
+#else
+#define GRACED_API
+#endif
+
 struct graced_config;
 struct graced_server;
 struct graced_request;
 
-/* The drain state machine; see docs/ and DESIGN for the transitions. */
+/* The drain state machine; README.md ("Signals and exit status") has the
+ * transitions. */
 enum graced_state {
 	GRACED_STARTING, /* made, listeners not bound yet */
 	GRACED_SERVING,  /* listeners bound, /healthz answers 200 */
@@ -36,30 +50,33 @@ enum graced_state {
 	GRACED_STOPPED,  /* nothing left: hooks ran, the loop exits */
 };
 
+/* Returns the library's version, "MAJOR.MINOR.PATCH" (the package's). */
+GRACED_API const char *graced_version(void);
+
 /* Returns the lower-case name of a state ("serving"...). */
-const char *graced_state_name(enum graced_state state);
+GRACED_API const char *graced_state_name(enum graced_state state);
 
 /*
  * Config. Options are set by name, as the daemon's flags spell them without
  * the dashes ("listen", "drain-delay", ...). graced_config_set() returns 0,
  * -ENOENT for an unknown name, or -EINVAL with a one-line reason in err.
  */
-struct graced_config *graced_config_new(void);
-int graced_config_set(struct graced_config *cfg, const char *name,
+GRACED_API struct graced_config *graced_config_new(void);
+GRACED_API int graced_config_set(struct graced_config *cfg, const char *name,
     const char *value, char *err, size_t errlen);
 /* Checks the options against each other (e.g. the timeout covers the
  * delay). Returns 0 or -EINVAL with the reason in err. */
-int graced_config_check(
+GRACED_API int graced_config_check(
     const struct graced_config *cfg, char *err, size_t errlen);
 /* Returns the option's current value as text, or NULL if unknown. The
  * string lives until the next call. */
-const char *graced_config_get(
+GRACED_API const char *graced_config_get(
     const struct graced_config *cfg, const char *name);
 /* Calls fn for every option: its name, default and a one-line help. */
-void graced_config_each(
+GRACED_API void graced_config_each(
     void (*fn)(const char *name, const char *def, const char *help, void *arg),
     void *arg);
-void graced_config_free(struct graced_config *cfg);
+GRACED_API void graced_config_free(struct graced_config *cfg);
 
 /*
  * Routes. A handler owns the request until it replies with one of the
@@ -83,35 +100,40 @@ typedef void graced_stop_fn(
     struct graced_server *srv, double seconds_left, void *arg);
 
 /* Makes a server from a copy of cfg. Returns NULL with the reason logged. */
-struct graced_server *graced_server_new(const struct graced_config *cfg);
+GRACED_API struct graced_server *graced_server_new(
+    const struct graced_config *cfg);
 /* Adds n routes whose handlers get arg. Up to 8 tables. 0 or -ENOSPC. */
-int graced_server_add_routes(struct graced_server *srv,
+GRACED_API int graced_server_add_routes(struct graced_server *srv,
     const struct graced_route *routes, size_t n, void *arg);
-int graced_server_on_drain(
+GRACED_API int graced_server_on_drain(
     struct graced_server *srv, graced_drain_fn *fn, void *arg);
-int graced_server_on_stop(
+GRACED_API int graced_server_on_stop(
     struct graced_server *srv, graced_stop_fn *fn, void *arg);
 /* Binds the public and admin listeners: STARTING -> SERVING. Returns 0, or a
  * negative errno with one line naming the cause logged; nothing stays
  * bound on failure. */
-int graced_server_start(struct graced_server *srv);
+GRACED_API int graced_server_start(struct graced_server *srv);
 /* Runs the loop until STOPPED. Returns 0 after a clean drain, 1 when
  * requests had to be cut off. */
-int graced_server_run(struct graced_server *srv);
+GRACED_API int graced_server_run(struct graced_server *srv);
 /* Begins the drain (what SIGTERM does); cause is logged. A second call while
  * draining skips what is left of the drain delay. */
-void graced_server_drain(struct graced_server *srv, const char *cause);
+GRACED_API void graced_server_drain(
+    struct graced_server *srv, const char *cause);
 /* Stops at once (what SIGQUIT does): cuts off what is in flight. */
-void graced_server_stop_now(struct graced_server *srv, const char *cause);
+GRACED_API void graced_server_stop_now(
+    struct graced_server *srv, const char *cause);
 /* Reopens the log file, if one is set (what SIGHUP does). */
-void graced_server_reopen_log(struct graced_server *srv);
-enum graced_state graced_server_state(const struct graced_server *srv);
+GRACED_API void graced_server_reopen_log(struct graced_server *srv);
+GRACED_API enum graced_state graced_server_state(
+    const struct graced_server *srv);
 /* The main event loop: signal events and timers of the daemon go here. */
-struct event_base *graced_server_base(struct graced_server *srv);
+GRACED_API struct event_base *graced_server_base(struct graced_server *srv);
 /* The address a listener is bound to, "HOST:PORT"; admin != 0 for the admin
  * listener. Useful with port 0. NULL before start. */
-const char *graced_server_address(const struct graced_server *srv, int admin);
-void graced_server_free(struct graced_server *srv);
+GRACED_API const char *graced_server_address(
+    const struct graced_server *srv, int admin);
+GRACED_API void graced_server_free(struct graced_server *srv);
 
 /*
  * Status and metrics of the application. A status hook adds one field to
@@ -132,38 +154,42 @@ typedef const char *graced_status_fn(void *arg, int *ready);
 typedef void graced_metrics_fn(struct evbuffer *out, void *arg);
 
 /* Each returns 0, -EBUSY once started, or -ENOSPC when full. */
-int graced_server_add_status(struct graced_server *srv, const char *name,
-    graced_status_fn *fn, void *arg);
-int graced_server_add_metrics(
+GRACED_API int graced_server_add_status(struct graced_server *srv,
+    const char *name, graced_status_fn *fn, void *arg);
+GRACED_API int graced_server_add_metrics(
     struct graced_server *srv, graced_metrics_fn *fn, void *arg);
 
 /* Requests. A graced_request stays valid until the reply is sent or the
  * abort callback has run, whichever is first. */
-struct evhttp_request *graced_request_evhttp(struct graced_request *req);
-struct graced_server *graced_request_server(struct graced_request *req);
+GRACED_API struct evhttp_request *graced_request_evhttp(
+    struct graced_request *req);
+GRACED_API struct graced_server *graced_request_server(
+    struct graced_request *req);
 /* The loop this request runs on: add the handler's own timers here. */
-struct event_base *graced_request_base(struct graced_request *req);
+GRACED_API struct event_base *graced_request_base(struct graced_request *req);
 /* The request body as one contiguous block of *len bytes (not
  * NUL-terminated); valid until the reply. */
-const char *graced_request_body(struct graced_request *req, size_t *len);
+GRACED_API const char *graced_request_body(
+    struct graced_request *req, size_t *len);
 /* fn runs if the request ends without a reply (client gone, cut off at the
  * shutdown timeout); after it the request must not be touched. */
-void graced_request_on_abort(struct graced_request *req,
+GRACED_API void graced_request_on_abort(struct graced_request *req,
     void (*fn)(struct graced_request *req, void *arg), void *arg);
 
 /* Replies. Each returns 0 or a negative errno; the request is done either
  * way. While draining, every reply carries "Connection: close". */
-int graced_reply(struct graced_request *req, int status,
+GRACED_API int graced_reply(struct graced_request *req, int status,
     const char *content_type, const void *body, size_t len);
 /* Sends body as compact JSON and drops the caller's reference to it. */
-int graced_reply_json(struct graced_request *req, int status, json_t *body);
+GRACED_API int graced_reply_json(
+    struct graced_request *req, int status, json_t *body);
 /* Sends {"error":message,"status":status}. */
-int graced_reply_error(
+GRACED_API int graced_reply_error(
     struct graced_request *req, int status, const char *message);
 
 /* Writes one log line: {"ts":...,"event":event, ...fields}. Takes the
  * reference to fields (an object, or NULL). */
-void graced_log(const char *event, json_t *fields);
+GRACED_API void graced_log(const char *event, json_t *fields);
 
 #ifdef __cplusplus
 }

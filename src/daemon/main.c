@@ -109,9 +109,15 @@ main(int argc, char **argv)
 		options_usage(stdout);
 		return 0;
 	}
+	/* The daemon and the library are one package with one version. */
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("graced %s\n", graced_version());
+		return 0;
+	}
 	if (cmd[0] == '-')
 		return serve(argc - 1, argv + 1);
-	fprintf(stderr, "graced: unknown command '%s' (serve, drain, probe)\n",
+	fprintf(stderr,
+	    "graced: unknown command '%s' (serve, drain, probe, version)\n",
 	    cmd);
 	return 2;
 }

@@ -185,6 +185,7 @@ options_usage(FILE *f)
 	    "       graced drain [--admin HOST:PORT] [--wait] [--timeout S]\n"
 	    "                    [--token-file PATH]\n"
 	    "       graced probe [URL] [--timeout S]\n"
+	    "       graced --version\n"
 	    "\n"
 	    "serve (the default) runs the HTTP service until a drain ends.\n"
 	    "Flags (--flag VALUE or --flag=VALUE; times in seconds, "

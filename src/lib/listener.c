@@ -5,10 +5,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#ifdef HAVE_LINUX_FILTER_H
 #include <linux/filter.h>
+#endif
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +66,7 @@ fail:
 	return rc;
 }
 
+#ifdef HAVE_LINUX_FILTER_H
 int
 listener_filter_syns(int fd)
 {
@@ -82,6 +86,16 @@ listener_filter_syns(int fd)
 		return -errno;
 	return 0;
 }
+#else
+int
+listener_filter_syns(int fd)
+{
+	/* No classic socket filters (the BSDs, macOS): the caller falls back
+	 * to listener_shrink_backlog(). */
+	(void)fd;
+	return -EOPNOTSUPP;
+}
+#endif
 
 int
 listener_shrink_backlog(int fd)
@@ -92,6 +106,7 @@ listener_shrink_backlog(int fd)
 	return listen(fd, 0) < 0 ? -errno : 0;
 }
 
+#ifdef HAVE_STRUCT_TCP_INFO_TCPI_UNACKED
 int
 listener_queue_len(int fd)
 {
@@ -103,6 +118,20 @@ listener_queue_len(int fd)
 	/* On a listening socket, tcpi_unacked is the accept queue's length. */
 	return (int)info.tcpi_unacked;
 }
+#else
+int
+listener_queue_len(int fd)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	/* No portable way to read the length: a listening socket is readable
+	 * while its accept queue holds a connection, so this says 1 for "one
+	 * or more" and 0 for empty, which is all the drain asks. */
+	if (poll(&p, 1, 0) < 0)
+		return -errno;
+	return (p.revents & POLLIN) != 0;
+}
+#endif
 
 void
 listener_address(int fd, char *buf, size_t len)

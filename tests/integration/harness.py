@@ -25,13 +25,18 @@ TIMEOUT = 15.0  # seconds: the bound on any single wait
 class Graced:
     """One running graced serve process."""
 
-    def __init__(self, *args, env=None, spool=None, wait=True, wrap=None):
+    def __init__(self, *args, env=None, spool=None, wait=True, wrap=None,
+                 program=None):
         """wrap: a command prefix that execs graced in the same process,
-        e.g. ["prlimit", "--nofile=64:64", "--"]."""
+        e.g. ["prlimit", "--nofile=64:64", "--"]. program: another server
+        built on libgraced (an example) that takes the library's options as
+        --NAME VALUE, run instead of `graced serve`."""
         self.tmp = tempfile.TemporaryDirectory(prefix="graced-test-")
         self.spool = spool or os.path.join(self.tmp.name, "events.jsonl")
-        cmd = list(wrap or []) + [GRACED, "serve", "--listen", "127.0.0.1:0",
-               "--admin-listen", "127.0.0.1:0", "--spool", self.spool]
+        cmd = list(wrap or []) + [program or GRACED]
+        if program is None:
+            cmd += ["serve", "--spool", self.spool]
+        cmd += ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
         # One event loop unless GRACED_TEST_WORKERS says how many.
         workers = os.environ.get("GRACED_TEST_WORKERS", "1")
         if not any(a.startswith("--workers") for a in args):
@@ -201,9 +206,14 @@ def wait_closed(sock, timeout=TIMEOUT):
 def run(tests):
     """Runs each test function; prints a line per test and the closing
     'N passed, N failed' line; exits 0 only if all passed (77 if every test
-    was skipped)."""
+    was skipped). A TEST_ONLY that picks no test is a failure: a typo must
+    not pass for a green run."""
     only = os.environ.get("TEST_ONLY")
     passed = failed = skipped = 0
+    if only and not any(only in t.__name__ for t in tests):
+        print("TEST_ONLY=%r matches no test in %s" % (only, sys.argv[0]))
+        print("0 passed, 1 failed, 0 skipped")
+        sys.exit(1)
     for t in tests:
         if only and only not in t.__name__:
             continue

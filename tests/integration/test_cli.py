@@ -8,9 +8,11 @@ import datetime
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -125,10 +127,54 @@ def test_help():
         assert out.startswith("usage:"), (args, out[:200])
         for flag in FLAGS:
             assert flag in out, (args, flag)
-        for word in ("drain", "probe", "GRACED_DRAIN_DELAY",
+        for word in ("drain", "probe", "--version", "GRACED_DRAIN_DELAY",
                      "GRACED_MAX_BODY"):
             assert word in out, (args, word)
         assert p.stderr == b"", (args, p.stderr)
+
+
+def test_version():
+    # The package's version, as configure wrote it into graced.pc.
+    pc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        GRACED))), "graced.pc")
+    with open(pc) as f:
+        version = [l.split(":", 1)[1].strip() for l in f
+                   if l.startswith("Version:")][0]
+    for args in (["--version"], ["version"]):
+        p = graced(*args)
+        assert p.returncode == 0, (args, p.returncode, p.stderr)
+        assert p.stdout.decode() == "graced %s\n" % version, p.stdout
+        assert p.stderr == b"", p.stderr
+
+
+def test_man_page_lists_every_flag():
+    # graced(8) must keep up with the options tables: every flag --help
+    # prints, with its variable, and every subcommand.
+    man = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                       "man", "graced.8")
+    with open(man) as f:
+        text = f.read().replace("\\-", "-")
+    out = graced("--help").stdout.decode()
+    flags = re.findall(r"^  (--[a-z-]+) ", out, re.M)
+    envs = re.findall(r"env (GRACED_[A-Z_]+)$", out, re.M)
+    assert len(flags) == len(envs) >= len(FLAGS), (flags, envs)
+    for word in flags + envs + ["drain", "probe", "--version", "SIGTERM",
+                                "EXIT STATUS", "ENVIRONMENT", "FILES"]:
+        assert word in text, word
+    for flag, env in zip(flags, envs):
+        # Each flag's entry names its own variable.
+        entry = text.split(".BI " + flag + " ", 1)[1].split(".TP", 1)[0]
+        assert env in entry, (flag, env, entry)
+
+
+def test_harness_test_only_matching_nothing_fails():
+    # A typo in TEST_ONLY must not pass for a green run.
+    p = subprocess.run([sys.executable, "-B", os.path.abspath(__file__)],
+                       env=dict(os.environ, TEST_ONLY="no_such_case"),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=TIMEOUT)
+    assert p.returncode == 1, (p.returncode, p.stdout)
+    assert b"matches no test" in p.stdout, p.stdout
 
 
 # ---------------------------------------------------------------- bad values
@@ -529,7 +575,9 @@ def test_probe_bad_usage_exit_2():
 
 
 if __name__ == "__main__":
-    run([test_help, test_bad_values_exit_2, test_unknown_flag_exit_2,
+    run([test_help, test_version, test_man_page_lists_every_flag,
+         test_harness_test_only_matching_nothing_fails,
+         test_bad_values_exit_2, test_unknown_flag_exit_2,
          test_env_bad_value_names_variable, test_env_access_log_off,
          test_env_max_body_and_flag_override, test_address_in_use_exit_1,
          test_unwritable_spool_exit_1, test_text_log_format, test_log_file,

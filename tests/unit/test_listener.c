@@ -19,6 +19,14 @@
 
 #define QUEUED 3
 
+/* What listener_queue_len() reads for n waiting connections: the count, or,
+ * without tcpi_unacked (the portable build), 1 for some and 0 for none. */
+#ifdef HAVE_STRUCT_TCP_INFO_TCPI_UNACKED
+#define SEEN(n) (n)
+#else
+#define SEEN(n) ((n) > 0)
+#endif
+
 static int
 open_loopback(struct sockaddr_in *sin)
 {
@@ -47,11 +55,11 @@ client(const struct sockaddr_in *sin, int nonblock)
 static void
 wait_queue(int lfd, int want)
 {
-	for (int i = 0; i < 200 && listener_queue_len(lfd) != want; i++) {
+	for (int i = 0; i < 200 && listener_queue_len(lfd) != SEEN(want); i++) {
 		struct pollfd p = { lfd, POLLIN, 0 };
 		poll(&p, 1, 5);
 	}
-	assert_int_equal(listener_queue_len(lfd), want);
+	assert_int_equal(listener_queue_len(lfd), SEEN(want));
 }
 
 static void
@@ -89,13 +97,19 @@ test_filter_drops_new_syns_and_queue_is_served(void **state)
 		assert_int_equal(send(c[i], "ping", 4, 0), 4);
 	}
 	wait_queue(lfd, QUEUED);
+#ifdef HAVE_LINUX_FILTER_H
 	assert_int_equal(listener_filter_syns(lfd), 0);
+#else
+	/* No socket filters: the drain falls back to a backlog of 0. */
+	assert_int_equal(listener_filter_syns(lfd), -EOPNOTSUPP);
+	assert_int_equal(listener_shrink_backlog(lfd), 0);
+#endif
 	/* A new client's SYN is dropped: its connect stays in progress. */
 	late = client(&sin, 1);
 	p.fd = late;
 	p.events = POLLOUT;
 	assert_int_equal(poll(&p, 1, 200), 0);
-	assert_int_equal(listener_queue_len(lfd), QUEUED);
+	assert_int_equal(listener_queue_len(lfd), SEEN(QUEUED));
 	/* Accept the queue to empty, then close: nothing queued is reset. */
 	for (int i = 0; i < QUEUED; i++) {
 		int a = accept(lfd, NULL, NULL);
@@ -132,7 +146,7 @@ test_zero_backlog_drops_syns_while_queued(void **state)
 	p.fd = late;
 	p.events = POLLOUT;
 	assert_int_equal(poll(&p, 1, 200), 0);
-	assert_int_equal(listener_queue_len(lfd), 1);
+	assert_int_equal(listener_queue_len(lfd), SEEN(1));
 	/* The queued connection is still there to be accepted and served. */
 	a = accept(lfd, NULL, NULL);
 	assert_true(a >= 0);

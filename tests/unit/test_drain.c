@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "graced.h"
+#include "drain.h"
 #include "server.h"
 #include "worker.h"
 
@@ -70,10 +71,10 @@ test_second_signal_skips_delay(void **state)
 	(void)state;
 	graced_server_drain(srv, "test");
 	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
-	assert_true(drain_ms_left(srv) > 59000);
+	assert_true(drain_ms_left(srv->drain) > 59000);
 	graced_server_drain(srv, "test");
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
-	assert_int_equal(drain_ms_left(srv), 0);
+	assert_int_equal(drain_ms_left(srv->drain), 0);
 	/* The listener closes from the loop, then nothing is left. */
 	assert_int_equal(graced_server_run(srv), 0);
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
@@ -118,7 +119,8 @@ test_every_worker_closes_before_stopped(void **state)
 	assert_int_equal(graced_server_run(srv), 0);
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
 	for (unsigned i = 0; i < srv->nworkers; i++)
-		assert_int_equal(srv->workers[i]->listener_closed, 1);
+		assert_true(
+		    worker_done(srv->workers[i], WORKER_LISTENER_CLOSED));
 	graced_server_free(srv);
 }
 
@@ -143,7 +145,7 @@ test_admin_drain_is_not_a_signal(void **state)
 	(void)state;
 	/* The admin drain begins the drain; the first signal after it is the
 	 * first signal, not the second. */
-	drain_begin(srv, "admin");
+	drain_begin(srv->drain, "admin");
 	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
 	graced_server_drain(srv, "SIGTERM");
 	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
@@ -159,16 +161,16 @@ test_transitions_only_go_forward(void **state)
 	struct graced_server *srv = start("60");
 
 	(void)state;
-	drain_stop(srv, "not draining yet");
+	drain_stop(srv->drain, "not draining yet");
 	assert_int_equal(graced_server_state(srv), GRACED_SERVING);
-	drain_begin(srv, "test");
-	drain_begin(srv, "again");
+	drain_begin(srv->drain, "test");
+	drain_begin(srv->drain, "again");
 	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
-	drain_stop(srv, "test");
-	drain_begin(srv, "too late");
+	drain_stop(srv->drain, "test");
+	drain_begin(srv->drain, "too late");
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
 	assert_int_equal(graced_server_run(srv), 0);
-	drain_cut_off(srv, "after the end");
+	drain_cut_off(srv->drain, "after the end");
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
 	graced_server_free(srv);
 }

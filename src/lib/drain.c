@@ -106,24 +106,27 @@ drain_listeners_closed(const struct drain *d)
 	    all_workers(d, WORKER_LISTENER_CLOSED);
 }
 
-unsigned
-drain_connections(const struct drain *d)
+/* A count summed over the workers. */
+static unsigned
+sum(const struct drain *d, unsigned (*count)(const struct worker *))
 {
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < d->nworkers; i++)
-		n += worker_connections(d->workers[i]);
+		n += count(d->workers[i]);
 	return n;
+}
+
+unsigned
+drain_connections(const struct drain *d)
+{
+	return sum(d, worker_connections);
 }
 
 unsigned
 drain_in_flight(const struct drain *d)
 {
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < d->nworkers; i++)
-		n += worker_in_flight(d->workers[i]);
-	return n;
+	return sum(d, worker_in_flight);
 }
 
 static json_t *

@@ -133,16 +133,30 @@ client(struct fake *f, const char *request)
 	return fd;
 }
 
+/* Sends GET path on a new connection and reads the reply into buf; returns
+ * the connection. */
+static int
+get(struct fake *f, const char *path, char *buf, size_t len)
+{
+	char request[128];
+	int fd;
+
+	snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n",
+	    path);
+	fd = client(f, request);
+	assert_true(pump(f, fd, buf, len - 1) > 0);
+	return fd;
+}
+
 static void
 test_serves_and_counts(void **state)
 {
 	struct fake *f = fake_new();
 	const struct metrics *m = worker_metrics(f->w);
 	char buf[1024] = "";
-	int fd = client(f, "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n");
+	int fd = get(f, "/hello", buf, sizeof(buf));
 
 	(void)state;
-	assert_true(pump(f, fd, buf, sizeof(buf) - 1) > 0);
 	assert_non_null(strstr(buf, "HTTP/1.1 200"));
 	assert_non_null(strstr(buf, "X-Request-Id: "));
 	assert_non_null(strstr(buf, "\r\n\r\nhi"));
@@ -166,8 +180,7 @@ test_over_max_connections_gets_503(void **state)
 	(void)state;
 	/* The environment says the server is full. */
 	f->connections = f->cfg->max_connections + 1;
-	fd = client(f, "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n");
-	assert_true(pump(f, fd, buf, sizeof(buf) - 1) > 0);
+	fd = get(f, "/hello", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "HTTP/1.1 503"));
 	assert_non_null(strstr(buf, "too many connections"));
 	assert_non_null(strstr(buf, "Connection: close"));
@@ -184,8 +197,7 @@ test_drain_command_closes_replies(void **state)
 
 	(void)state;
 	worker_send(f->w, WORKER_DRAIN);
-	fd = client(f, "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n");
-	assert_true(pump(f, fd, buf, sizeof(buf) - 1) > 0);
+	fd = get(f, "/hello", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "HTTP/1.1 200"));
 	assert_non_null(strstr(buf, "Connection: close"));
 	close(fd);

@@ -204,6 +204,17 @@ drain_stop(struct drain *d, const char *why)
 		event_add(d->grace_ev, &grace);
 }
 
+/* The one place the main loop ends, once STOPPED. What is held (the
+ * "drain --wait" replies) goes out first: drain_release calls this again
+ * when the last hold goes, and the first call bounds the wait to 1 s. */
+static void
+drain_end_loop(struct drain *d)
+{
+	struct timeval bound = { 1, 0 };
+
+	event_base_loopexit(d->base, d->holds == 0 ? NULL : &bound);
+}
+
 static void
 drain_finish(struct drain *d)
 {
@@ -229,14 +240,7 @@ drain_finish(struct drain *d)
 	        "stopping_ms",
 	        (json_int_t)(d->stopping_ms ? now - d->stopping_ms : 0),
 	        "cut_off", (json_int_t)d->cut_off, "exit", d->exit_status));
-	/* What is held (the "drain --wait" replies) goes out first;
-	 * drain_release ends the loop when it has, and this bounds the wait. */
-	if (d->holds == 0) {
-		event_base_loopexit(d->base, NULL);
-	} else {
-		struct timeval bound = { 1, 0 };
-		event_base_loopexit(d->base, &bound);
-	}
+	drain_end_loop(d);
 }
 
 static void
@@ -360,7 +364,7 @@ void
 drain_release(struct drain *d)
 {
 	if (--d->holds == 0 && d->state == GRACED_STOPPED)
-		event_base_loopexit(d->base, NULL);
+		drain_end_loop(d);
 }
 
 static int

@@ -1,15 +1,55 @@
 /*
  * graced: HTTP services on libevent's evhttp that drain without dropping a
- * request. This header is the whole public API of libgraced.
+ * request. This header is the whole public API of libgraced. README.md
+ * shows the daemon built on it; docs/HACKING.md describes the threads and
+ * the layout of the library, docs/library.md how to build a service on it.
  *
  * A server is made from a config, given routes and hooks, started (which
  * binds its listeners) and run (which returns once the drain is over).
- * Requests are served by workers, each an event loop on a thread of its
- * own (a lone worker shares the main loop): a handler runs on the loop of
- * the worker that accepted its connection, and timers it adds to
- * graced_request_base() run there too.
- * Hooks, the drain and graced_server_base() belong to the main loop, the
- * thread that calls graced_server_run().
+ *
+ * Threads. The main loop is the thread that calls graced_server_run(): it
+ * runs the drain, its timers, the admin listener, the hooks and the events
+ * of graced_server_base(). Requests are served by workers: with workers = 1
+ * the one worker shares the main loop (no thread); with more, each is a
+ * thread of its own with its own event loop, listener and connections.
+ * A handler runs on the loop of the worker that accepted its connection,
+ * and timers it adds to graced_request_base() run there too.
+ *
+ * Which call from where:
+ *   graced_config_*                   any thread, one config at a time
+ *   graced_server_new, _add_routes,   before graced_server_run, on the
+ *   _on_drain, _on_stop, _add_status, thread that will run the main loop
+ *   _add_metrics, _start
+ *   graced_server_run, _drain,        the main loop (its thread, or an
+ *   _stop_now, _reopen_log, _base     event on graced_server_base())
+ *   graced_server_state, _address     any thread
+ *   graced_server_free                after graced_server_run returned (or
+ *                                     instead of starting)
+ *   graced_request_*, graced_reply*   the request's own loop only
+ *   graced_log                        any thread
+ * A handler that wants the main loop (e.g. to drain) adds an event to
+ * graced_server_base() with event_base_once(); that is safe from any
+ * thread once libevent's locking is on (see below).
+ *
+ * Ownership. The caller owns a graced_config and frees it; the server
+ * copies it. The server owns its loops, listeners and connections, and
+ * graced_server_free() frees them all. Route tables and the names given
+ * to status hooks are not copied: they must outlive the server. A
+ * graced_request is the library's; see "Requests" below for how long it
+ * lives. JSON passed to graced_reply_json() and graced_log() is taken.
+ *
+ * Process-wide effects, all made by graced_server_new():
+ *  - SIGPIPE: if its disposition is the default (which kills the process
+ *    when a client resets a connection libevent is writing to), it is set
+ *    to SIG_IGN. A handler or an ignore set before is left alone.
+ *  - Threads: with more than one worker, evthread_use_pthreads() turns on
+ *    libevent's locking for the whole process (libevent requires it before
+ *    any loop is made, and it cannot be turned off).
+ *  - The log sink is the process's: the first graced_server_new() sets it
+ *    up from its config (log-file, log-format) and starts the writer
+ *    thread; later servers share it (their log options are ignored); the
+ *    graced_server_free() of the last server stops the writer and closes
+ *    the file. graced_log() before the first server writes to stderr.
  *
  * docs/library.md walks through three example services (examples/ in the
  * source tree), README.md has the daemon and the drain's contract, and
@@ -40,8 +80,8 @@ struct graced_config;
 struct graced_server;
 struct graced_request;
 
-/* The drain state machine; README.md ("Signals and exit status") has the
- * transitions. */
+/* The drain state machine; README.md ("Signals and exit status") and
+ * docs/HACKING.md describe the transitions. */
 enum graced_state {
 	GRACED_STARTING, /* made, listeners not bound yet */
 	GRACED_SERVING,  /* listeners bound, /healthz answers 200 */
@@ -92,14 +132,18 @@ struct graced_route {
 	graced_handler_fn *fn;
 };
 
-/* Hooks, on the main loop. on_drain runs when draining begins, so long-lived
- * responses can end themselves (from their own worker's loop); on_stop runs after the last request, before the loop exits,
- * with the seconds left before the shutdown timeout. */
+/* Hooks, on the main loop. on_drain runs when draining begins, so
+ * long-lived responses can end themselves (from their own worker's loop);
+ * on_stop runs after the last request, before the loop exits, with the
+ * seconds left before the shutdown timeout. Up to 8 of each: 0 or
+ * -ENOSPC. */
 typedef void graced_drain_fn(struct graced_server *srv, void *arg);
 typedef void graced_stop_fn(
     struct graced_server *srv, double seconds_left, void *arg);
 
-/* Makes a server from a copy of cfg. Returns NULL with the reason logged. */
+/* Makes a server from a copy of cfg. Returns NULL with the reason logged.
+ * Changes the process as the top of this header says (SIGPIPE, libevent's
+ * locking, the log sink). */
 GRACED_API struct graced_server *graced_server_new(
     const struct graced_config *cfg);
 /* Adds n routes whose handlers get arg. Up to 8 tables. 0 or -ENOSPC. */
@@ -123,7 +167,7 @@ GRACED_API void graced_server_drain(
 /* Stops at once (what SIGQUIT does): cuts off what is in flight. */
 GRACED_API void graced_server_stop_now(
     struct graced_server *srv, const char *cause);
-/* Reopens the log file, if one is set (what SIGHUP does). */
+/* Reopens the process's log file, if one is set (what SIGHUP does). */
 GRACED_API void graced_server_reopen_log(struct graced_server *srv);
 GRACED_API enum graced_state graced_server_state(
     const struct graced_server *srv);
@@ -133,6 +177,8 @@ GRACED_API struct event_base *graced_server_base(struct graced_server *srv);
  * listener. Useful with port 0. NULL before start. */
 GRACED_API const char *graced_server_address(
     const struct graced_server *srv, int admin);
+/* Frees everything the server owns; the last server also closes the log
+ * sink. */
 GRACED_API void graced_server_free(struct graced_server *srv);
 
 /*
@@ -187,8 +233,9 @@ GRACED_API int graced_reply_json(
 GRACED_API int graced_reply_error(
     struct graced_request *req, int status, const char *message);
 
-/* Writes one log line: {"ts":...,"event":event, ...fields}. Takes the
- * reference to fields (an object, or NULL). */
+/* Writes one log line: {"ts":...,"event":event, ...fields}, to the
+ * process's log sink (see the top of this header). Takes the reference to
+ * fields (an object, or NULL). Any thread. */
 GRACED_API void graced_log(const char *event, json_t *fields);
 
 #ifdef __cplusplus

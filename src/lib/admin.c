@@ -1,6 +1,8 @@
 /* The admin listener. POST /admin/drain starts a drain; with ?wait=1 the
  * reply is held until the public listeners have closed, which is what a
- * Kubernetes preStop hook waits for. */
+ * Kubernetes preStop hook waits for: the drain tells it (drain_watch), and
+ * it holds the end of the main loop until those replies are flushed
+ * (drain_hold). Its routes are a const table on the shared router. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -18,14 +20,12 @@
 #include <event2/listener.h>
 
 #include "admin.h"
+#include "drain.h"
 #include "health.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
-#include "metrics.h"
-#include "request.h"
-#include "server.h"
-#include "util.h"
-#include "worker.h"
+#include "router.h"
 
 struct waiter {
 	struct admin *a;
@@ -33,35 +33,16 @@ struct waiter {
 	struct waiter *next, *prev;
 };
 
+/* Main loop only. */
 struct admin {
-	struct graced_server *srv;
+	struct drain *drain;
+	const struct health *health;
+	const char *token; /* --admin-token-file's, or NULL: none */
 	struct evhttp *http;
+	struct router router; /* admin_routes */
 	struct waiter *waiters;
-	unsigned sending;             /* released replies not flushed yet */
 	struct listener_guard *guard; /* accept failures: pause, count */
 };
-
-static void
-reply_json(struct evhttp_request *req, int status, json_t *body)
-{
-	char *text = json_dumps(body, JSON_COMPACT);
-	struct evbuffer *out = evhttp_request_get_output_buffer(req);
-
-	json_decref(body);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "application/json");
-	if (text != NULL)
-		evbuffer_add(out, text, strlen(text));
-	free(text);
-	request_send(req, status);
-}
-
-static void
-reply_error(struct evhttp_request *req, int status, const char *message)
-{
-	reply_json(req, status,
-	    json_pack("{s:s,s:i}", "error", message, "status", status));
-}
 
 static void
 waiter_unlink(struct waiter *wt)
@@ -85,12 +66,11 @@ waiter_gone(struct evhttp_connection *evcon, void *arg)
 }
 
 /* A released reply is flushed, or its connection is gone: once none is
- * left, a stopped server may leave its loop. */
+ * left, the drain may end the loop (drain_release). */
 static void
 sent(struct admin *a)
 {
-	if (--a->sending == 0 && a->srv->state == GRACED_STOPPED)
-		event_base_loopexit(a->srv->base, NULL);
+	drain_release(a->drain);
 }
 
 static void
@@ -108,48 +88,51 @@ sent_cb(struct evhttp_request *req, void *arg)
 	sent(arg);
 }
 
-unsigned
-admin_sending(const struct admin *a)
+static void
+reply_state(struct admin *a, struct evhttp_request *req, int status)
 {
-	return a == NULL ? 0 : a->sending;
+	http_reply_json(req, status,
+	    json_pack(
+	        "{s:s}", "state", graced_state_name(drain_state(a->drain))));
 }
 
-void
-admin_release(struct admin *a)
+/* The drain's watcher: answers the waiting "drain --wait" requests once
+ * the listeners are closed. */
+static void
+admin_release(void *arg)
 {
-	if (a == NULL || !drain_listeners_closed(a->srv))
+	struct admin *a = arg;
+
+	if (!drain_listeners_closed(a->drain))
 		return;
 	while (a->waiters != NULL) {
 		struct evhttp_request *req = a->waiters->req;
 		waiter_unlink(a->waiters);
-		a->sending++;
+		drain_hold(a->drain);
 		evhttp_request_set_on_complete_cb(req, sent_cb, a);
 		evhttp_connection_set_closecb(
 		    evhttp_request_get_connection(req), sent_gone, a);
-		reply_json(req, 200,
-		    json_pack(
-		        "{s:s}", "state", graced_state_name(a->srv->state)));
+		reply_state(a, req, 200);
 	}
 }
 
 static void
-drain(struct admin *a, struct evhttp_request *req)
+admin_drain(struct admin *a, struct evhttp_request *req)
 {
 	const char *query =
 	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	struct waiter *wt;
 
-	drain_begin(a->srv, "admin");
+	drain_begin(a->drain, "admin");
 	if (query == NULL || strstr(query, "wait") == NULL ||
-	    drain_listeners_closed(a->srv)) {
-		reply_json(req, drain_listeners_closed(a->srv) ? 200 : 202,
-		    json_pack(
-		        "{s:s}", "state", graced_state_name(a->srv->state)));
+	    drain_listeners_closed(a->drain)) {
+		reply_state(
+		    a, req, drain_listeners_closed(a->drain) ? 200 : 202);
 		return;
 	}
 	wt = calloc(1, sizeof(*wt));
 	if (wt == NULL) {
-		reply_error(req, 503, "out of memory");
+		http_reply_error(req, 503, "out of memory");
 		return;
 	}
 	wt->a = a;
@@ -266,8 +249,7 @@ admin_refuse(struct admin *a, struct evhttp_request *req)
 		if (why != NULL)
 			break;
 	}
-	if (why == NULL && a->srv->admin_token != NULL &&
-	    !token_matches(a->srv->admin_token, auth)) {
+	if (why == NULL && a->token != NULL && !token_matches(a->token, auth)) {
 		status = 401;
 		why = auth != NULL ? "wrong_token" : "no_token";
 		message = "a bearer token is required";
@@ -279,22 +261,21 @@ admin_refuse(struct admin *a, struct evhttp_request *req)
 	/* No path: its raw bytes need not be UTF-8, which JSON requires. */
 	log_event("admin_refused",
 	    json_pack("{s:s,s:s,s:i}", "reason", why, "method",
-	        request_method_name(evhttp_request_get_command(req)), "status",
+	        http_method_name(evhttp_request_get_command(req)), "status",
 	        status));
-	reply_error(req, status, message);
+	http_reply_error(req, status, message);
 	return 1;
 }
 
 void
-admin_check_exposed(const struct graced_server *srv, int fd)
+admin_check_exposed(int fd, const char *token, const char *address)
 {
 	struct sockaddr_storage ss;
 	socklen_t slen = sizeof(ss);
 	const struct sockaddr_in *sin = (const void *)&ss;
 	const struct sockaddr_in6 *sin6 = (const void *)&ss;
 
-	if (srv->admin_token != NULL ||
-	    getsockname(fd, (struct sockaddr *)&ss, &slen) < 0)
+	if (token != NULL || getsockname(fd, (struct sockaddr *)&ss, &slen) < 0)
 		return;
 	if (ss.ss_family == AF_INET &&
 	    (ntohl(sin->sin_addr.s_addr) >> 24) == 127)
@@ -305,10 +286,53 @@ admin_check_exposed(const struct graced_server *srv, int fd)
 	            sin6->sin6_addr.s6_addr[12] == 127)))
 		return;
 	log_event("admin_unprotected",
-	    json_pack("{s:s,s:s}", "admin", srv->address[1], "hint",
+	    json_pack("{s:s,s:s}", "admin", address, "hint",
 	        "the admin listener is not on loopback and has no "
 	        "--admin-token-file: anyone who reaches it can drain"));
 }
+
+static void
+admin_healthz(struct admin *a, struct evhttp_request *req)
+{
+	int status =
+	    health_render(a->health, evhttp_request_get_output_buffer(req));
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	http_send(req, status);
+}
+
+static void
+admin_livez(struct admin *a, struct evhttp_request *req)
+{
+	(void)a;
+	http_reply_json(req, 200, json_pack("{s:s}", "status", "alive"));
+}
+
+static void
+admin_metrics(struct admin *a, struct evhttp_request *req)
+{
+	health_render_metrics(a->health, evhttp_request_get_output_buffer(req));
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4");
+	http_send(req, 200);
+}
+
+/* The router finds the route; the handler at the same index serves it. */
+static const struct graced_route admin_routes[] = {
+	{ "POST", "/admin/drain", NULL },
+	{ "GET", "/healthz", NULL },
+	{ "GET", "/livez", NULL },
+	{ "GET", "/metrics", NULL },
+};
+static void (*const admin_handlers[])(
+    struct admin *, struct evhttp_request *) = {
+	admin_drain,
+	admin_healthz,
+	admin_livez,
+	admin_metrics,
+};
+#define ADMIN_NROUTES (sizeof(admin_routes) / sizeof(admin_routes[0]))
 
 static void
 admin_dispatch(struct evhttp_request *req, void *arg)
@@ -316,40 +340,29 @@ admin_dispatch(struct evhttp_request *req, void *arg)
 	struct admin *a = arg;
 	const char *path =
 	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD, status;
+	struct router_match m;
 
-	request_set_id(req);
+	http_set_id(req);
 	if (path == NULL)
 		path = "";
 	if (admin_refuse(a, req))
 		return;
-	if (strcmp(path, "/admin/drain") == 0 && cmd == EVHTTP_REQ_POST) {
-		drain(a, req);
-	} else if (strcmp(path, "/healthz") == 0 && get) {
-		status = health_render(
-		    a->srv, evhttp_request_get_output_buffer(req));
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", "application/json");
-		request_send(req, status);
-	} else if (strcmp(path, "/livez") == 0 && get) {
-		reply_json(req, 200, json_pack("{s:s}", "status", "alive"));
-	} else if (strcmp(path, "/metrics") == 0 && get) {
-		metrics_render(a->srv, evhttp_request_get_output_buffer(req));
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", "text/plain; version=0.0.4");
-		request_send(req, 200);
-	} else if (strcmp(path, "/admin/drain") == 0) {
-		evhttp_add_header(
-		    evhttp_request_get_output_headers(req), "Allow", "POST");
-		reply_error(req, 405, "method not allowed");
-	} else {
-		reply_error(req, 404, "not found");
+	router_find(&a->router,
+	    http_method_name(evhttp_request_get_command(req)), path,
+	    strlen(path), &m);
+	if (m.route != NULL) {
+		admin_handlers[m.id](a, req);
+		return;
 	}
+	if (m.status == 405)
+		evhttp_add_header(
+		    evhttp_request_get_output_headers(req), "Allow", m.allow);
+	http_reply_error(req, m.status,
+	    m.status == 405 ? "method not allowed" : "not found");
 }
 
 struct admin *
-admin_new(struct graced_server *srv, int fd)
+admin_new(const struct admin_env *env, int fd)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	struct evconnlistener *lev;
@@ -358,10 +371,13 @@ admin_new(struct graced_server *srv, int fd)
 		close(fd);
 		return NULL;
 	}
-	a->srv = srv;
-	a->http = evhttp_new(srv->base);
-	a->guard = listener_guard_new(srv->base, "admin");
-	lev = a->http && a->guard ? evconnlistener_new(srv->base, NULL, NULL,
+	a->drain = env->drain;
+	a->health = env->health;
+	a->token = env->token;
+	router_add(&a->router, admin_routes, ADMIN_NROUTES, NULL);
+	a->http = evhttp_new(env->base);
+	a->guard = listener_guard_new(env->base, "admin");
+	lev = a->http && a->guard ? evconnlistener_new(env->base, NULL, NULL,
 	                                LEV_OPT_CLOSE_ON_FREE, -1, fd) :
 	                            NULL;
 	if (lev == NULL)
@@ -377,7 +393,8 @@ admin_new(struct graced_server *srv, int fd)
 	evhttp_set_timeout(a->http, 30);
 	evhttp_set_max_body_size(a->http, 4096);
 	evhttp_set_max_headers_size(
-	    a->http, (ev_ssize_t)srv->cfg.max_header_size);
+	    a->http, (ev_ssize_t)env->cfg->max_header_size);
+	drain_watch(a->drain, admin_release, a);
 	return a;
 }
 
@@ -386,6 +403,8 @@ admin_free(struct admin *a)
 {
 	if (a == NULL)
 		return;
+	if (a->drain != NULL)
+		drain_watch(a->drain, NULL, NULL);
 	/* Before evhttp_free frees the listener it watches. */
 	listener_guard_free(a->guard);
 	if (a->http != NULL)

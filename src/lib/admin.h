@@ -4,16 +4,27 @@
 #ifndef GRACED_ADMIN_H
 #define GRACED_ADMIN_H
 
-struct graced_server;
+#include <stddef.h>
+#include <event2/event.h>
+
+#include "config.h"
+
 struct admin;
+struct drain;
+struct health;
 struct listener_guard;
 
+/* What an admin listener is given; read only in admin_new. */
+struct admin_env {
+	const struct graced_config *cfg;
+	struct event_base *base; /* the main loop */
+	struct drain *drain;     /* it begins the drain and watches it */
+	const struct health *health;
+	const char *token; /* required bearer token, or NULL; must outlive it */
+};
+
 /* Serves on the listening socket fd (taken over); NULL on failure. */
-struct admin *admin_new(struct graced_server *srv, int fd);
-/* Answers the "drain --wait" requests once the listeners are closed. */
-void admin_release(struct admin *a);
-/* Released replies still being written; the loop exits when it is 0. */
-unsigned admin_sending(const struct admin *a);
+struct admin *admin_new(const struct admin_env *env, int fd);
 void admin_free(struct admin *a);
 /* The admin listener's accept failures, for /metrics. */
 const struct listener_guard *admin_guard(const struct admin *a);
@@ -25,8 +36,8 @@ const struct listener_guard *admin_guard(const struct admin *a);
  * *token malloc'd (the caller frees it), or a negative errno with err set
  * to one line naming the file. */
 int admin_token_read(const char *path, char **token, char *err, size_t errlen);
-/* Logs admin_unprotected when the admin listener fd is not on loopback and
- * no token guards it. */
-void admin_check_exposed(const struct graced_server *srv, int fd);
+/* Logs admin_unprotected when the admin listener fd (bound to address) is
+ * not on loopback and no token guards it. */
+void admin_check_exposed(int fd, const char *token, const char *address);
 
 #endif

@@ -11,16 +11,63 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "conn.h"
+#include "http.h"
 #include "log.h"
-#include "request.h"
-#include "server.h"
 #include "util.h"
-#include "worker.h"
+
+/* Belongs to its loop, except the counters, which other threads read. */
+struct conn_set {
+	const struct conn_env *env;
+	struct graced_request **conns; /* indexed by fd */
+	size_t conns_cap;
+	struct graced_request *new_head; /* accepted, not adopted yet */
+	struct event *adopt_ev;          /* priority 0: adopt new connections */
+	/* Written by the registry's loop (COUNTER_ADD), read on any thread by
+	 * /healthz, /metrics and the drain (COUNTER_GET). */
+	unsigned nconns;    /* open connections, adopting or not */
+	unsigned in_flight; /* requests held by handlers */
+	struct metrics metrics;
+};
+
+static void conn_adopt_cb(evutil_socket_t fd, short what, void *arg);
+
+struct conn_set *
+conn_set_new(const struct conn_env *env)
+{
+	struct conn_set *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->env = env;
+	s->adopt_ev = event_new(env->base, -1, 0, conn_adopt_cb, s);
+	if (s->adopt_ev == NULL ||
+	    metrics_init(&s->metrics, env->router->nroutes + 1) < 0) {
+		conn_set_free(s);
+		return NULL;
+	}
+	event_priority_set(s->adopt_ev, 0);
+	return s;
+}
+
+void
+conn_set_free(struct conn_set *s)
+{
+	if (s == NULL)
+		return;
+	/* Those evhttp accepted last and freed before adoption. */
+	conn_adopt_cb(-1, 0, s);
+	if (s->adopt_ev != NULL)
+		event_free(s->adopt_ev);
+	metrics_free(&s->metrics);
+	free(s->conns);
+	free(s);
+}
 
 struct bufferevent *
 conn_bevcb(struct event_base *base, void *arg)
 {
-	struct worker *w = arg;
+	struct conn_set *s = arg;
 	struct graced_request *r = calloc(1, sizeof(*r));
 	struct bufferevent *bev;
 
@@ -34,16 +81,15 @@ conn_bevcb(struct event_base *base, void *arg)
 	/* Our reference keeps bev readable until adoption, even if evhttp
 	 * frees the connection first. */
 	bufferevent_incref(bev);
-	framing_init(&r->fr, w->srv->cfg.max_header_size);
-	r->w = w;
+	framing_init(&r->fr, s->env->cfg->max_header_size);
+	r->set = s;
 	r->bev = bev;
 	r->fd = -1;
-	r->next_new = w->new_head;
-	w->new_head = r;
-	COUNTER_ADD(&w->nconns, 1);
-	event_active(w->adopt_ev, EV_TIMEOUT, 0);
-	if (w->closing)
-		event_active(w->close_check_ev, EV_TIMEOUT, 0);
+	r->next_new = s->new_head;
+	s->new_head = r;
+	COUNTER_ADD(&s->nconns, 1);
+	event_active(s->adopt_ev, EV_TIMEOUT, 0);
+	s->env->news(s->env->arg, CONN_ACCEPTED);
 	return bev;
 }
 
@@ -68,7 +114,7 @@ conn_rejected(struct graced_request *r, enum framing_verdict v)
 	log_event("request_rejected",
 	    json_pack("{s:s,s:i,s:I}", "reason", framing_reason(v), "status",
 	        framing_status(v), "request", (json_int_t)r->fr.bad));
-	COUNTER_ADD(&r->w->metrics.rejected[v], 1);
+	COUNTER_ADD(&r->set->metrics.rejected[v], 1);
 }
 
 /* Caps the input buffered for one connection at what one request may
@@ -83,7 +129,7 @@ conn_rejected(struct graced_request *r, enum framing_verdict v)
 static void
 conn_limit_input(struct graced_request *r, size_t len)
 {
-	const struct graced_config *cfg = &r->w->srv->cfg;
+	const struct graced_config *cfg = r->set->env->cfg;
 	size_t cap = cfg->max_header_size + cfg->max_body;
 
 	if (r->capped || len < (cap < 16384 ? cap : 16384))
@@ -159,31 +205,30 @@ conn_watch_input(struct graced_request *r)
 
 /* A connection left: the last one of a stopping server may end the drain. */
 static void
-conn_count_gone(struct worker *w)
+conn_count_gone(struct conn_set *s)
 {
-	COUNTER_ADD(&w->nconns, -1);
-	if (w->nconns == 0 && server_state(w->srv) >= GRACED_STOPPING)
-		server_wake(w->srv);
+	COUNTER_ADD(&s->nconns, -1);
+	s->env->news(s->env->arg, CONN_GONE);
 }
 
 static int
-registry_put(struct worker *w, struct graced_request *r)
+registry_put(struct conn_set *s, struct graced_request *r)
 {
-	if ((size_t)r->fd >= w->conns_cap) {
-		size_t cap = w->conns_cap ? w->conns_cap : 256;
+	if ((size_t)r->fd >= s->conns_cap) {
+		size_t cap = s->conns_cap ? s->conns_cap : 256;
 		struct graced_request **bigger;
 		while (cap <= (size_t)r->fd)
 			cap *= 2;
-		bigger = realloc(w->conns, cap * sizeof(*bigger));
+		bigger = realloc(s->conns, cap * sizeof(*bigger));
 		if (bigger == NULL)
 			return -ENOMEM;
-		memset(bigger + w->conns_cap, 0,
-		    (cap - w->conns_cap) * sizeof(*bigger));
-		w->conns = bigger;
-		w->conns_cap = cap;
+		memset(bigger + s->conns_cap, 0,
+		    (cap - s->conns_cap) * sizeof(*bigger));
+		s->conns = bigger;
+		s->conns_cap = cap;
 	}
-	assert(w->conns[r->fd] == NULL);
-	w->conns[r->fd] = r;
+	assert(s->conns[r->fd] == NULL);
+	s->conns[r->fd] = r;
 	return 0;
 }
 
@@ -243,7 +288,7 @@ conn_output_cb(
 	log_line_uint(&l, "status", (uint64_t)status);
 	if (r->rx_pending)
 		log_line_ms(&l, "ms", now - r->rx_since_ms * 1000);
-	log_line_str(&l, "request_id", id, request_new_id(id));
+	log_line_str(&l, "request_id", id, http_new_id(id));
 	log_line_str(&l, "note", "answered by evhttp", 18);
 	log_line_end(&l);
 }
@@ -252,7 +297,7 @@ static void
 conn_closed(struct evhttp_connection *evcon, void *arg)
 {
 	struct graced_request *r = arg;
-	struct worker *w = r->w;
+	struct conn_set *s = r->set;
 
 	assert(r->evcon == evcon);
 	(void)evcon;
@@ -263,31 +308,31 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 		    bufferevent_get_output(r->bev), r->output_cb);
 	if (r->req != NULL) {
 		/* The handler never finished: evhttp frees req next. */
-		COUNTER_ADD(&w->in_flight, -1);
-		metrics_count(&w->metrics, r->route, 0);
+		COUNTER_ADD(&s->in_flight, -1);
+		metrics_count(&s->metrics, r->route, 0);
 		r->req = NULL;
 		if (r->abort_fn != NULL)
 			r->abort_fn(r, r->abort_arg);
 	}
-	w->conns[r->fd] = NULL;
+	s->conns[r->fd] = NULL;
 	free(r);
-	conn_count_gone(w);
+	conn_count_gone(s);
 }
 
 static void
-conn_adopt(struct worker *w, struct graced_request *r)
+conn_adopt(struct conn_set *s, struct graced_request *r)
 {
 	void *cbarg = NULL;
 
 	bufferevent_getcb(r->bev, NULL, NULL, NULL, &cbarg);
 	r->fd = bufferevent_getfd(r->bev);
-	if (cbarg == NULL || r->fd < 0 || registry_put(w, r) < 0) {
+	if (cbarg == NULL || r->fd < 0 || registry_put(s, r) < 0) {
 		/* evhttp already dropped it (or we cannot track it). */
 		if (cbarg != NULL)
 			evhttp_connection_free(cbarg);
 		bufferevent_decref(r->bev);
 		free(r);
-		conn_count_gone(w);
+		conn_count_gone(s);
 		return;
 	}
 	bufferevent_decref(r->bev);
@@ -296,32 +341,31 @@ conn_adopt(struct worker *w, struct graced_request *r)
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_input_cb, r);
 	r->framing_cb =
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_framing_cb, r);
-	if (w->srv->cfg.access_log)
+	if (s->env->cfg->access_log)
 		r->output_cb = evbuffer_add_cb(
 		    bufferevent_get_output(r->bev), conn_output_cb, r);
 	evhttp_connection_set_closecb(r->evcon, conn_closed, r);
-	COUNTER_ADD(&w->metrics.accepted, 1);
-	if (server_connections(w->srv) > w->srv->cfg.max_connections)
-		r->overloaded = 1;
+	COUNTER_ADD(&s->metrics.accepted, 1);
+	r->overloaded = s->env->news(s->env->arg, CONN_ADOPTED) != 0;
 }
 
-void
+static void
 conn_adopt_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct worker *w = arg;
+	struct conn_set *s = arg;
 
 	(void)fd;
 	(void)what;
-	while (w->new_head != NULL) {
-		struct graced_request *r = w->new_head;
-		w->new_head = r->next_new;
+	while (s->new_head != NULL) {
+		struct graced_request *r = s->new_head;
+		s->new_head = r->next_new;
 		r->next_new = NULL;
-		conn_adopt(w, r);
+		conn_adopt(s, r);
 	}
 }
 
 struct graced_request *
-conn_find(struct worker *w, struct evhttp_request *req)
+conn_find(struct conn_set *s, struct evhttp_request *req)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct bufferevent *bev;
@@ -331,10 +375,10 @@ conn_find(struct worker *w, struct evhttp_request *req)
 		return NULL;
 	bev = evhttp_connection_get_bufferevent(evcon);
 	fd = bufferevent_getfd(bev);
-	if (fd < 0 || (size_t)fd >= w->conns_cap || w->conns[fd] == NULL ||
-	    w->conns[fd]->evcon != evcon)
+	if (fd < 0 || (size_t)fd >= s->conns_cap || s->conns[fd] == NULL ||
+	    s->conns[fd]->evcon != evcon)
 		return NULL;
-	return w->conns[fd];
+	return s->conns[fd];
 }
 
 static int
@@ -369,8 +413,7 @@ static void
 access_log(struct graced_request *r, struct evhttp_request *req, int status)
 {
 	const char *uri = evhttp_request_get_uri(req);
-	const char *method =
-	    request_method_name(evhttp_request_get_command(req));
+	const char *method = http_method_name(evhttp_request_get_command(req));
 	const char *ua = evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "User-Agent");
 	const char *id, *length;
@@ -407,17 +450,18 @@ static void
 conn_request_done(struct evhttp_request *req, void *arg)
 {
 	struct graced_request *r = arg;
-	struct worker *w = r->w;
+	struct conn_set *s = r->set;
+	const struct graced_config *cfg = s->env->cfg;
 	int status = evhttp_request_get_response_code(req);
 
 	if (r->req != req)
 		return;
-	metrics_count(&w->metrics, r->route, status);
-	if (w->srv->cfg.access_log &&
-	    (w->srv->cfg.access_log_probes ||
-	        !is_probe(router_route(&w->srv->router, r->route))))
+	metrics_count(&s->metrics, r->route, status);
+	if (cfg->access_log &&
+	    (cfg->access_log_probes ||
+	        !is_probe(router_route(s->env->router, r->route))))
 		access_log(r, req, status);
-	COUNTER_ADD(&w->in_flight, -1);
+	COUNTER_ADD(&s->in_flight, -1);
 	r->req = NULL;
 	r->replied = 0;
 	r->abort_fn = NULL;
@@ -433,25 +477,127 @@ conn_request_begin(struct graced_request *r, struct evhttp_request *req)
 
 	r->req = req;
 	r->requests++;
-	if (r->w->srv->cfg.access_log)
+	r->route = r->set->env->router->nroutes;
+	if (r->set->env->cfg->access_log)
 		r->started_us = now_us();
 	r->body_in = evbuffer_get_length(evhttp_request_get_input_buffer(req));
-	request_set_id(req);
+	http_set_id(req);
 	r->rx_pending = evbuffer_get_length(input) > 0;
 	if (r->rx_pending)
 		r->rx_since_ms = now_ms();
-	COUNTER_ADD(&r->w->in_flight, 1);
+	COUNTER_ADD(&r->set->in_flight, 1);
 	evhttp_request_set_on_complete_cb(req, conn_request_done, r);
 }
 
-int
+static int
 conn_is_idle(const struct graced_request *r)
 {
 	return r->req == NULL && !r->rx_pending && r->requests > 0;
 }
 
-int
+static int
 conn_is_fresh(const struct graced_request *r)
 {
 	return r->req == NULL && !r->rx_pending && r->requests == 0;
+}
+
+struct graced_server *
+conn_server(const struct graced_request *r)
+{
+	return r->set->env->srv;
+}
+
+struct event_base *
+conn_base(const struct graced_request *r)
+{
+	return r->set->env->base;
+}
+
+void
+conn_route(struct graced_request *r, size_t id)
+{
+	r->route = id;
+}
+
+int
+conn_overloaded(const struct graced_request *r)
+{
+	return r->overloaded;
+}
+
+/* Replies not sent yet will close the connection. A reply already sent
+ * promised keep-alive in its headers: closing after it would turn the next
+ * request into an EOF, so that connection gets "close" on its next request
+ * instead. */
+void
+conn_mark_close(struct conn_set *s)
+{
+	for (size_t i = 0; i < s->conns_cap; i++) {
+		struct graced_request *r = s->conns[i];
+		if (r != NULL && r->req != NULL && !r->replied)
+			http_set_close(r->req);
+	}
+}
+
+void
+conn_close_idle(struct conn_set *s, int fresh)
+{
+	for (size_t i = 0; i < s->conns_cap; i++) {
+		struct graced_request *r = s->conns[i];
+		if (r != NULL &&
+		    (conn_is_idle(r) || (fresh && conn_is_fresh(r))))
+			evhttp_connection_free(r->evcon);
+	}
+}
+
+unsigned
+conn_cut_off(struct conn_set *s)
+{
+	unsigned cut = 0;
+
+	for (size_t i = 0; i < s->conns_cap; i++) {
+		struct graced_request *r = s->conns[i];
+		if (r == NULL)
+			continue;
+		if (r->req != NULL || r->rx_pending)
+			cut++;
+		evhttp_connection_free(r->evcon);
+	}
+	COUNTER_ADD(&s->metrics.cut_off, cut);
+	return cut;
+}
+
+void
+conn_sweep(struct conn_set *s, uint64_t limit_ms)
+{
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < s->conns_cap; i++) {
+		struct graced_request *r = s->conns[i];
+		if (r == NULL || r->req != NULL || !r->rx_pending ||
+		    now - r->rx_since_ms < limit_ms)
+			continue;
+		log_event("request_timeout",
+		    json_pack(
+		        "{s:I}", "ms", (json_int_t)(now - r->rx_since_ms)));
+		evhttp_connection_free(r->evcon);
+	}
+}
+
+unsigned
+conn_count(const struct conn_set *s)
+{
+	return COUNTER_GET(&s->nconns);
+}
+
+unsigned
+conn_in_flight(const struct conn_set *s)
+{
+	return COUNTER_GET(&s->in_flight);
+}
+
+const struct metrics *
+conn_metrics(const struct conn_set *s)
+{
+	return &s->metrics;
 }

@@ -1,14 +1,12 @@
-/* Request counters (per worker, summed on read) and the Prometheus page. */
+/* Request counters: one struct per worker, written only by its loop and
+ * summed by whoever reads them. */
 #ifndef GRACED_METRICS_H
 #define GRACED_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <event2/buffer.h>
 
 #include "framing.h"
-
-struct graced_server;
 
 /* Status codes with a counter of their own; the rest count as "other",
  * requests that ended without a reply as "aborted". */
@@ -16,6 +14,7 @@ struct graced_server;
 #define METRICS_OTHER (METRICS_NCODES - 2)
 #define METRICS_ABORTED (METRICS_NCODES - 1)
 
+/* Written by one loop (COUNTER_ADD), read on any thread (COUNTER_GET). */
 struct metrics {
 	uint64_t (*requests)[METRICS_NCODES]; /* [route id][code index] */
 	size_t nroutes;                       /* rows, "no route" included */
@@ -27,7 +26,8 @@ struct metrics {
 int metrics_init(struct metrics *m, size_t nroutes);
 void metrics_free(struct metrics *m);
 void metrics_count(struct metrics *m, size_t route, int status);
-/* Appends the whole Prometheus text page for srv to out. */
-void metrics_render(struct graced_server *srv, struct evbuffer *out);
+/* The status counted at code index i; 0 for METRICS_OTHER and
+ * METRICS_ABORTED. */
+int metrics_code(size_t i);
 
 #endif

@@ -1,5 +1,7 @@
-/* The server: config, the main loop and its timers, and start-up. Requests
- * are served by the worker; the drain's transitions live in drain.c. */
+/* The server: the public facade over the drain (drain.c), the workers
+ * (worker.c), the health pages (health.c) and the admin listener
+ * (admin.c). It makes them, wires them together and starts them; it is the
+ * only file that sees inside struct graced_server. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include <event2/thread.h>
 
 #include "admin.h"
+#include "drain.h"
 #include "health.h"
 #include "listener.h"
 #include "log.h"
@@ -18,85 +21,30 @@
 #include "util.h"
 #include "worker.h"
 
+/* The workers' callbacks (worker_env), any thread. */
 static void
-delay_cb(evutil_socket_t fd, short what, void *arg)
+server_wake(void *arg)
 {
-	(void)fd;
-	(void)what;
-	drain_stop(arg, "drain delay over");
+	drain_wake(arg);
 }
 
+static unsigned
+server_connections(void *arg)
+{
+	return drain_connections(arg);
+}
+
+/* A client that goes away must not kill the process: libevent writes with
+ * writev, and a peer's reset raises SIGPIPE. Only the default disposition
+ * is changed, never a handler or an ignore the application set. */
 static void
-timeout_cb(evutil_socket_t fd, short what, void *arg)
+server_ignore_sigpipe(void)
 {
-	(void)fd;
-	(void)what;
-	drain_cut_off(arg, "shutdown timeout");
-}
+	struct sigaction sa;
 
-static void
-grace_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct graced_server *srv = arg;
-
-	(void)fd;
-	(void)what;
-	for (unsigned i = 0; i < srv->nworkers; i++)
-		worker_send(srv->workers[i], WORKER_CLOSE_FRESH);
-}
-
-static void
-check_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	drain_check(arg);
-}
-
-void
-server_wake(struct graced_server *srv)
-{
-	event_active(srv->check_ev, EV_TIMEOUT, 0);
-}
-
-unsigned
-server_connections(const struct graced_server *srv)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < srv->nworkers; i++)
-		n += COUNTER_GET(&srv->workers[i]->nconns);
-	return n;
-}
-
-unsigned
-server_in_flight(const struct graced_server *srv)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < srv->nworkers; i++)
-		n += COUNTER_GET(&srv->workers[i]->in_flight);
-	return n;
-}
-
-struct event_base *
-server_base_new(void)
-{
-	struct event_config *ec = event_config_new();
-	struct event_base *base = NULL;
-
-	if (ec == NULL)
-		return NULL;
-	/* Coalesces evhttp's epoll_ctl calls; ignored by other backends. */
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	/* Priority 0 runs before evhttp's I/O (priority 1). */
-	if (base != NULL && event_base_priority_init(base, 2) < 0) {
-		event_base_free(base);
-		base = NULL;
-	}
-	return base;
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+	    sa.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
 }
 
 /* The token is read before anything is bound, so a bad file fails the
@@ -146,77 +94,67 @@ graced_server_new(const struct graced_config *cfg)
 	 * itself and needs none. */
 	if (srv->nworkers > 1 && evthread_use_pthreads() < 0)
 		goto fail;
-	srv->base = server_base_new();
+	srv->base = worker_base_new();
 	if (srv->base == NULL)
 		goto fail;
-	srv->delay_ev = evtimer_new(srv->base, delay_cb, srv);
-	srv->timeout_ev = evtimer_new(srv->base, timeout_cb, srv);
-	srv->grace_ev = evtimer_new(srv->base, grace_cb, srv);
-	srv->check_ev = event_new(srv->base, -1, 0, check_cb, srv);
-	if (srv->delay_ev == NULL || srv->timeout_ev == NULL ||
-	    srv->grace_ev == NULL || srv->check_ev == NULL)
+	srv->drain = drain_new(srv, &srv->cfg, srv->base);
+	srv->health = srv->drain ? health_new(srv->drain) : NULL;
+	if (srv->health == NULL)
 		goto fail;
-	/* A client that goes away must not kill the process. */
-	signal(SIGPIPE, SIG_IGN);
+	srv->env = (struct worker_env){ &srv->cfg, &srv->router, srv, srv->base,
+		srv->nworkers > 1, server_wake, server_connections,
+		srv->drain };
+	server_ignore_sigpipe();
 	return srv;
 fail:
 	graced_server_free(srv);
 	return NULL;
 }
 
+static int
+started(const struct graced_server *srv)
+{
+	return drain_state(srv->drain) != GRACED_STARTING;
+}
+
 int
 graced_server_add_routes(struct graced_server *srv,
     const struct graced_route *routes, size_t n, void *arg)
 {
-	if (srv->state != GRACED_STARTING)
+	if (started(srv))
 		return -EBUSY;
 	return router_add(&srv->router, routes, n, arg);
-}
-
-static int
-hook_add(struct server_hook *hooks, unsigned *n, void *fn, void *arg)
-{
-	if (*n == SERVER_MAX_HOOKS)
-		return -ENOSPC;
-	hooks[*n].fn = fn;
-	hooks[*n].arg = arg;
-	(*n)++;
-	return 0;
 }
 
 int
 graced_server_on_drain(
     struct graced_server *srv, graced_drain_fn *fn, void *arg)
 {
-	return hook_add(srv->on_drain, &srv->ndrain_hooks, (void *)fn, arg);
+	return drain_on_drain(srv->drain, fn, arg);
 }
 
 int
 graced_server_on_stop(struct graced_server *srv, graced_stop_fn *fn, void *arg)
 {
-	return hook_add(srv->on_stop, &srv->nstop_hooks, (void *)fn, arg);
+	return drain_on_stop(srv->drain, fn, arg);
 }
 
 int
 graced_server_add_status(struct graced_server *srv, const char *name,
     graced_status_fn *fn, void *arg)
 {
-	int rc = srv->state != GRACED_STARTING ?
-	    -EBUSY :
-	    hook_add(srv->status, &srv->nstatus, (void *)fn, arg);
-
-	if (rc == 0)
-		srv->status[srv->nstatus - 1].name = name;
-	return rc;
+	if (started(srv))
+		return -EBUSY;
+	return health_add_status(srv->health, name, fn, arg);
 }
 
 int
 graced_server_add_metrics(
     struct graced_server *srv, graced_metrics_fn *fn, void *arg)
 {
-	if (srv->state != GRACED_STARTING)
+	if (started(srv))
 		return -EBUSY;
-	return hook_add(srv->metrics, &srv->nmetrics, (void *)fn, arg);
+	return health_add_metrics(srv->health, fn, arg);
 }
 
 static int
@@ -271,12 +209,15 @@ fail_after(int step, const char **cause)
 static void
 start_undo(struct graced_server *srv)
 {
+	drain_set_workers(srv->drain, NULL, 0);
+	health_set_workers(srv->health, NULL, 0, &srv->router);
+	health_set_admin_guard(srv->health, NULL);
+	admin_free(srv->admin);
+	srv->admin = NULL;
 	for (unsigned i = 0; srv->workers != NULL && i < srv->nworkers; i++)
 		worker_free(srv->workers[i]);
 	free(srv->workers);
 	srv->workers = NULL;
-	admin_free(srv->admin);
-	srv->admin = NULL;
 	/* The health routes are added again by the next start. */
 	srv->router.ntables--;
 	srv->router.nroutes -= health_nroutes;
@@ -290,9 +231,10 @@ graced_server_start(struct graced_server *srv)
 	int *fds = NULL, afd = -1, rc;
 	unsigned nfds = 0; /* the last nfds of fds are ours to close */
 
-	if (srv->state != GRACED_STARTING)
+	if (started(srv))
 		return -EBUSY;
-	rc = router_add(&srv->router, health_routes, health_nroutes, NULL);
+	rc = router_add(
+	    &srv->router, health_routes, health_nroutes, srv->health);
 	if (rc < 0)
 		return start_failed("too many route tables", rc);
 	rc = -ENOMEM;
@@ -301,10 +243,13 @@ graced_server_start(struct graced_server *srv)
 	if (srv->workers == NULL || fds == NULL)
 		goto out;
 	for (unsigned i = 0; i < srv->nworkers; i++) {
-		srv->workers[i] = worker_new(srv, i);
+		srv->workers[i] = worker_new(&srv->env, i);
 		if (srv->workers[i] == NULL)
 			goto out;
 	}
+	drain_set_workers(srv->drain, srv->workers, srv->nworkers);
+	health_set_workers(
+	    srv->health, srv->workers, srv->nworkers, &srv->router);
 	cause = err;
 	rc = open_listeners(srv, fds, err, sizeof(err));
 	if (rc < 0)
@@ -315,7 +260,7 @@ graced_server_start(struct graced_server *srv)
 	if (rc < 0)
 		goto out;
 	listener_address(afd, srv->address[1], sizeof(srv->address[1]));
-	admin_check_exposed(srv, afd);
+	admin_check_exposed(afd, srv->admin_token, srv->address[1]);
 	cause = "cannot serve the listener";
 	for (unsigned i = 0; i < srv->nworkers && rc == 0; i++) {
 		/* worker_listen takes the fd over, even when it fails. */
@@ -327,8 +272,11 @@ graced_server_start(struct graced_server *srv)
 	if (rc < 0)
 		goto out;
 	cause = "cannot serve the admin listener";
-	srv->admin = admin_new(srv, afd);
+	srv->admin = admin_new(&(struct admin_env){ &srv->cfg, srv->base,
+	                           srv->drain, srv->health, srv->admin_token },
+	    afd);
 	afd = -1; /* taken over */
+	health_set_admin_guard(srv->health, admin_guard(srv->admin));
 	rc = srv->admin == NULL ? -ENOMEM :
 	                          fail_after(SERVER_STEP_ADMIN, &cause);
 	if (rc < 0)
@@ -340,7 +288,7 @@ graced_server_start(struct graced_server *srv)
 		rc = fail_after(SERVER_STEP_THREADS, &cause);
 	if (rc < 0)
 		goto out;
-	drain_serving(srv);
+	drain_serving(srv->drain, srv->address[0], srv->address[1]);
 out:
 	for (unsigned i = srv->nworkers - nfds; i < srv->nworkers; i++)
 		close(fds[i]);
@@ -357,28 +305,24 @@ out:
 int
 graced_server_run(struct graced_server *srv)
 {
-	if (server_state(srv) == GRACED_STARTING)
+	if (!started(srv))
 		return -EINVAL;
 	event_base_dispatch(srv->base);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		worker_join(srv->workers[i]);
-	return srv->exit_status;
+	return drain_exit_status(srv->drain);
 }
 
 void
 graced_server_drain(struct graced_server *srv, const char *cause)
 {
-	srv->drain_requests++;
-	if (srv->state == GRACED_SERVING)
-		drain_begin(srv, cause);
-	else if (srv->state == GRACED_DRAINING && srv->drain_requests > 1)
-		drain_stop(srv, cause);
+	drain_signal(srv->drain, cause);
 }
 
 void
 graced_server_stop_now(struct graced_server *srv, const char *cause)
 {
-	drain_cut_off(srv, cause);
+	drain_cut_off(srv->drain, cause);
 }
 
 void
@@ -394,7 +338,7 @@ graced_server_reopen_log(struct graced_server *srv)
 enum graced_state
 graced_server_state(const struct graced_server *srv)
 {
-	return server_state(srv);
+	return drain_state(srv->drain);
 }
 
 struct event_base *
@@ -406,7 +350,7 @@ graced_server_base(struct graced_server *srv)
 const char *
 graced_server_address(const struct graced_server *srv, int admin)
 {
-	if (srv->state == GRACED_STARTING)
+	if (!started(srv))
 		return NULL;
 	return srv->address[admin ? 1 : 0];
 }
@@ -420,14 +364,8 @@ graced_server_free(struct graced_server *srv)
 		worker_free(srv->workers[i]);
 	free(srv->workers);
 	admin_free(srv->admin);
-	if (srv->delay_ev)
-		event_free(srv->delay_ev);
-	if (srv->timeout_ev)
-		event_free(srv->timeout_ev);
-	if (srv->grace_ev)
-		event_free(srv->grace_ev);
-	if (srv->check_ev)
-		event_free(srv->check_ev);
+	health_free(srv->health);
+	drain_free(srv->drain);
 	if (srv->base)
 		event_base_free(srv->base);
 	log_close();

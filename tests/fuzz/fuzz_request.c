@@ -24,6 +24,7 @@
 
 #include "events.h"
 #include "graced.h"
+#include "drain.h"
 #include "server.h"
 
 /* A run that the server has not closed within this many loop iterations
@@ -172,7 +173,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	event_add(c.tick_ev, &tick);
 	gettimeofday(&start, NULL);
 	/* Until the server has closed the connection and forgotten it. */
-	for (int i = 0; !c.closed || server_connections(srv) > 0; i++) {
+	for (int i = 0; !c.closed || drain_connections(srv->drain) > 0; i++) {
 		gettimeofday(&now, NULL);
 		if (i == FUZZ_MAX_ITERATIONS ||
 		    now.tv_sec - start.tv_sec > FUZZ_MAX_SECONDS) {
@@ -182,7 +183,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    "closed %d, connections %u)\n",
 			    admin ? "admin" : "public", i,
 			    graced_state_name(graced_server_state(srv)), c.sent,
-			    c.size, c.closed, server_connections(srv));
+			    c.size, c.closed, drain_connections(srv->drain));
 			abort();
 		}
 		event_base_loop(base, EVLOOP_ONCE);

@@ -128,6 +128,32 @@ def test_drain_with_json_still_works():
             g.close()
 
 
+def test_admin_routes_answer_like_the_public_ones():
+    """The admin listener's routes go through the router, as the public
+    ones do: a known path with another method is 405 with Allow (it was 404
+    for every path but /admin/drain), an unknown path 404, HEAD works where
+    GET does; nothing of it starts a drain."""
+    g = Graced()
+    try:
+        for path in ("/livez", "/healthz", "/metrics"):
+            status, hdrs, data = g.request("POST", path, admin=True)
+            assert status == 405, (path, status, data)
+            assert hdrs.get("allow") == "GET, HEAD", (path, hdrs)
+            assert json.loads(data) == {"error": "method not allowed",
+                                        "status": 405}, data
+        status, hdrs, data = g.request("GET", "/admin/drain", admin=True)
+        assert status == 405 and hdrs.get("allow") == "POST", (status, hdrs)
+        status, _, data = g.request("GET", "/nope", admin=True)
+        assert status == 404 and json.loads(data)["error"] == "not found"
+        status, hdrs, data = g.request("HEAD", "/livez", admin=True)
+        assert status == 200 and data == b"", (status, data)
+        assert int(hdrs["content-length"]) > 0, hdrs
+        assert "x-request-id" in hdrs, hdrs
+        assert_serving(g)
+    finally:
+        g.close()
+
+
 # ---------------------------------------------------------------- token
 
 def test_token_required():
@@ -259,6 +285,7 @@ def test_help_names_token_flags():
 if __name__ == "__main__":
     run([test_form_posts_refused, test_origin_refused,
          test_drain_without_body_still_works, test_drain_with_json_still_works,
+         test_admin_routes_answer_like_the_public_ones,
          test_token_required, test_drain_subcommand_token_file,
          test_bad_token_file_exit_1, test_unprotected_admin_warns,
          test_help_names_token_flags])

@@ -9,7 +9,9 @@
 #include <cmocka.h>
 
 #include "graced.h"
+#include "drain.h"
 #include "server.h"
+#include "util.h"
 #include "worker.h"
 
 static struct graced_server *
@@ -70,10 +72,10 @@ test_second_signal_skips_delay(void **state)
 	(void)state;
 	graced_server_drain(srv, "test");
 	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
-	assert_true(drain_ms_left(srv) > 59000);
+	assert_true(drain_ms_left(srv->drain) > 59000);
 	graced_server_drain(srv, "test");
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
-	assert_int_equal(drain_ms_left(srv), 0);
+	assert_int_equal(drain_ms_left(srv->drain), 0);
 	/* The listener closes from the loop, then nothing is left. */
 	assert_int_equal(graced_server_run(srv), 0);
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
@@ -118,7 +120,8 @@ test_every_worker_closes_before_stopped(void **state)
 	assert_int_equal(graced_server_run(srv), 0);
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
 	for (unsigned i = 0; i < srv->nworkers; i++)
-		assert_int_equal(srv->workers[i]->listener_closed, 1);
+		assert_true(
+		    worker_done(srv->workers[i], WORKER_LISTENER_CLOSED));
 	graced_server_free(srv);
 }
 
@@ -143,7 +146,7 @@ test_admin_drain_is_not_a_signal(void **state)
 	(void)state;
 	/* The admin drain begins the drain; the first signal after it is the
 	 * first signal, not the second. */
-	drain_begin(srv, "admin");
+	drain_begin(srv->drain, "admin");
 	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
 	graced_server_drain(srv, "SIGTERM");
 	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
@@ -159,16 +162,16 @@ test_transitions_only_go_forward(void **state)
 	struct graced_server *srv = start("60");
 
 	(void)state;
-	drain_stop(srv, "not draining yet");
+	drain_stop(srv->drain, "not draining yet");
 	assert_int_equal(graced_server_state(srv), GRACED_SERVING);
-	drain_begin(srv, "test");
-	drain_begin(srv, "again");
+	drain_begin(srv->drain, "test");
+	drain_begin(srv->drain, "again");
 	assert_int_equal(graced_server_state(srv), GRACED_DRAINING);
-	drain_stop(srv, "test");
-	drain_begin(srv, "too late");
+	drain_stop(srv->drain, "test");
+	drain_begin(srv->drain, "too late");
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
 	assert_int_equal(graced_server_run(srv), 0);
-	drain_cut_off(srv, "after the end");
+	drain_cut_off(srv->drain, "after the end");
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
 	graced_server_free(srv);
 }
@@ -236,6 +239,88 @@ test_start_failure_leaves_nothing_bound(void **state)
 	graced_server_free(a);
 }
 
+/* A bare drain with no workers on a loop of the test's own. */
+struct bare {
+	struct graced_config *cfg;
+	struct event_base *base;
+	struct drain *d;
+	unsigned watched; /* watcher calls */
+	struct event *release_ev;
+};
+
+static void
+bare_watch(void *arg)
+{
+	struct bare *b = arg;
+
+	b->watched++;
+	/* What the admin listener does for a waiting "drain --wait". */
+	if (drain_listeners_closed(b->d) && b->watched == 1)
+		drain_hold(b->d);
+}
+
+static void
+bare_release(evutil_socket_t fd, short what, void *arg)
+{
+	struct bare *b = arg;
+
+	(void)fd;
+	(void)what;
+	drain_release(b->d);
+}
+
+/* Drains a bare drain to STOPPED while a hold is taken; release_ms < 0
+ * never releases it. Returns how long the loop ran, in ms. */
+static uint64_t
+run_held(int release_ms, unsigned *watched)
+{
+	struct bare b = { graced_config_new(), event_base_new(), NULL, 0,
+		NULL };
+	struct timeval release = { 0, release_ms * 1000 };
+	char err[256];
+	uint64_t t0;
+
+	assert_int_equal(
+	    graced_config_set(b.cfg, "drain-delay", "0", err, sizeof(err)), 0);
+	b.d = drain_new(NULL, b.cfg, b.base);
+	assert_non_null(b.d);
+	drain_watch(b.d, bare_watch, &b);
+	b.release_ev = evtimer_new(b.base, bare_release, &b);
+	if (release_ms >= 0)
+		evtimer_add(b.release_ev, &release);
+	drain_serving(b.d, "-", "-");
+	drain_begin(b.d, "test");
+	assert_int_equal(drain_state(b.d), GRACED_STOPPING);
+	/* No worker to wait for: the next check finishes the drain. */
+	drain_wake(b.d);
+	t0 = now_ms();
+	assert_int_equal(event_base_dispatch(b.base), 0);
+	assert_int_equal(drain_state(b.d), GRACED_STOPPED);
+	*watched = b.watched;
+	event_free(b.release_ev);
+	drain_free(b.d);
+	event_base_free(b.base);
+	graced_config_free(b.cfg);
+	return now_ms() - t0;
+}
+
+/* The loop ends in one place: when the last hold is released, and one
+ * second after STOPPED at the latest. */
+static void
+test_hold_delays_the_end_of_the_loop(void **state)
+{
+	unsigned watched;
+	uint64_t ms;
+
+	(void)state;
+	ms = run_held(200, &watched);
+	assert_true(ms >= 150 && ms < 900);
+	/* Told once the listeners closed, and again at STOPPED. */
+	assert_int_equal(watched, 2);
+	ms = run_held(-1, &watched);
+	assert_true(ms >= 900 && ms < 2000);
+}
+
 int
 main(void)
 {
@@ -251,6 +336,7 @@ main(void)
 		cmocka_unit_test(test_stop_now_from_serving),
 		cmocka_unit_test(test_free_without_start),
 		cmocka_unit_test(test_start_failure_leaves_nothing_bound),
+		cmocka_unit_test(test_hold_delays_the_end_of_the_loop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,7 +16,7 @@
 #include "events.h"
 #include "graced.h"
 #include "health.h"
-#include "metrics.h"
+#include "server.h"
 
 static json_t *
 parse(const char *body, char *err, size_t errlen)
@@ -121,9 +121,9 @@ rendered_has(
 	int found;
 
 	if (metrics)
-		metrics_render(srv, out);
+		health_render_metrics(srv->health, out);
 	else
-		*status = health_render(srv, out);
+		*status = health_render(srv->health, out);
 	evbuffer_add(out, "", 1);
 	text = (char *)evbuffer_pullup(out, -1);
 	found = strstr(text, want) != NULL;

@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -332,6 +333,44 @@ test_failed_start_unbinds_two_workers(void **state)
 	failed_start_unbinds("2");
 }
 
+static void
+sigpipe_mine(int sig)
+{
+	(void)sig;
+}
+
+/* The disposition of SIGPIPE after graced_server_new, given the one
+ * before. */
+static void (*sigpipe_after(void (*before)(int)))(int)
+{
+	struct graced_config *cfg = graced_config_new();
+	struct graced_server *srv;
+	struct sigaction sa;
+	char err[256];
+
+	assert_int_equal(
+	    graced_config_set(cfg, "log-file", "/dev/null", err, sizeof(err)),
+	    0);
+	signal(SIGPIPE, before);
+	srv = graced_server_new(cfg);
+	assert_non_null(srv);
+	graced_server_free(srv);
+	graced_config_free(cfg);
+	assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+	signal(SIGPIPE, SIG_DFL);
+	return sa.sa_handler;
+}
+
+/* The header's promise: only the default disposition is changed. */
+static void
+test_sigpipe_only_default_is_ignored(void **state)
+{
+	(void)state;
+	assert_true(sigpipe_after(SIG_DFL) == SIG_IGN);
+	assert_true(sigpipe_after(sigpipe_mine) == sigpipe_mine);
+	assert_true(sigpipe_after(SIG_IGN) == SIG_IGN);
+}
+
 int
 main(void)
 {
@@ -341,6 +380,7 @@ main(void)
 		cmocka_unit_test(test_async_reply_with_two_workers),
 		cmocka_unit_test(test_failed_start_unbinds),
 		cmocka_unit_test(test_failed_start_unbinds_two_workers),
+		cmocka_unit_test(test_sigpipe_only_default_is_ignored),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

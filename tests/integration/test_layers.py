@@ -16,7 +16,7 @@ from harness import run
 # cycle check keeps calls within a layer one-way.
 LAYERS = {
     0: ["config", "framing", "router", "metrics", "http", "log",
-        "listener"],
+        "listener", "version"],
     1: ["conn"],
     2: ["request"],
     3: ["worker"],
@@ -41,16 +41,16 @@ def module_name(path):
 
 def objects():
     """Module -> its object files (one module may be built more than once:
-    static and shared, or for a convenience library)."""
+    static and shared, or for a convenience library). Where libtool built
+    the library, only objects with a .lo beside them count: a build tree
+    may still hold objects of an older layout."""
     found = {}
     lib = os.path.join(builddir(), "src", "lib")
+    libtool = glob.glob(os.path.join(lib, "**", "*.lo"), recursive=True)
     for path in glob.glob(os.path.join(lib, "**", "*.o"), recursive=True):
+        if libtool and not os.path.exists(path[:-len(".o")] + ".lo"):
+            continue
         found.setdefault(module_name(path), []).append(path)
-    for path in glob.glob(os.path.join(lib, "**", ".libs", "*.o"),
-                          recursive=True):
-        mods = found.setdefault(module_name(path), [])
-        if path not in mods:
-            mods.append(path)
     return found
 
 

@@ -410,14 +410,14 @@ reply_headers(struct evhttp_request *req, const char **id, const char **len)
 /* One "request" line, formatted on the stack: no JSON objects, no
  * allocation. */
 static void
-access_log(struct graced_request *r, struct evhttp_request *req, int status)
+access_log(struct graced_request *r, struct evhttp_request *req, int status,
+    uint64_t now)
 {
 	const char *uri = evhttp_request_get_uri(req);
 	const char *method = http_method_name(evhttp_request_get_command(req));
 	const char *ua = evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "User-Agent");
 	const char *id, *length;
-	uint64_t now = now_us();
 	char path[256], client[80];
 	struct log_line l;
 	size_t i;
@@ -453,14 +453,17 @@ conn_request_done(struct evhttp_request *req, void *arg)
 	struct conn_set *s = r->set;
 	const struct graced_config *cfg = s->env->cfg;
 	int status = evhttp_request_get_response_code(req);
+	uint64_t now;
 
 	if (r->req != req)
 		return;
+	now = now_us();
 	metrics_count(&s->metrics, r->route, status);
+	metrics_observe(&s->metrics, r->route, now - r->started_us);
 	if (cfg->access_log &&
 	    (cfg->access_log_probes ||
 	        !is_probe(router_route(s->env->router, r->route))))
-		access_log(r, req, status);
+		access_log(r, req, status, now);
 	COUNTER_ADD(&s->in_flight, -1);
 	r->req = NULL;
 	r->replied = 0;
@@ -478,8 +481,7 @@ conn_request_begin(struct graced_request *r, struct evhttp_request *req)
 	r->req = req;
 	r->requests++;
 	r->route = r->set->env->router->nroutes;
-	if (r->set->env->cfg->access_log)
-		r->started_us = now_us();
+	r->started_us = now_us();
 	r->body_in = evbuffer_get_length(evhttp_request_get_input_buffer(req));
 	http_set_id(req);
 	r->rx_pending = evbuffer_get_length(input) > 0;

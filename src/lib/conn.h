@@ -35,9 +35,10 @@ struct graced_request {
 	void *abort_arg;
 	struct graced_request *next_new; /* adoption queue */
 	uint64_t rx_since_ms;            /* first unserved byte arrived */
-	uint64_t started_us; /* handler entry (for the access log) */
-	size_t route;        /* route id of req, for metrics */
-	unsigned requests;   /* requests dispatched so far */
+	uint64_t
+	    started_us;    /* handler entry (duration histogram, access log) */
+	size_t route;      /* route id of req, for metrics */
+	unsigned requests; /* requests dispatched so far */
 	int fd;
 	unsigned rx_pending : 1; /* bytes received, not yet a request */
 	unsigned replied : 1;    /* reply sent for req */

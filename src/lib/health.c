@@ -233,6 +233,66 @@ render_requests(const struct health *h, struct evbuffer *out)
 	}
 }
 
+/* One route's durations summed over the workers; 0 when it has none. */
+static uint64_t
+route_durations(const struct health *h, size_t r, struct metrics_hist *sum)
+{
+	uint64_t n = 0;
+
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned k = 0; k < h->nworkers; k++) {
+		const struct metrics_hist *d =
+		    &worker_metrics(h->workers[k])->durations[r];
+		for (size_t b = 0; b < METRICS_NBUCKETS; b++)
+			sum->buckets[b] += COUNTER_GET(&d->buckets[b]);
+		sum->sum_us += COUNTER_GET(&d->sum_us);
+	}
+	for (size_t b = 0; b < METRICS_NBUCKETS; b++)
+		n += sum->buckets[b];
+	return n;
+}
+
+/* The request-duration histogram by route, Prometheus style: cumulative
+ * buckets, the sum and the count, in seconds. */
+static void
+render_durations(const struct health *h, struct evbuffer *out)
+{
+	size_t nroutes = h->router->nroutes + 1;
+
+	evbuffer_add_printf(out,
+	    "# HELP graced_request_duration_seconds Time from dispatch to the "
+	    "reply's last byte handed to the kernel, by route.\n"
+	    "# TYPE graced_request_duration_seconds histogram\n");
+	for (size_t r = 0; r < nroutes; r++) {
+		const struct graced_route *rt = router_route(h->router, r);
+		const char *method = rt ? rt->method : "";
+		const char *path = rt ? rt->path : "unmatched";
+		struct metrics_hist sum;
+		uint64_t n = route_durations(h, r, &sum), below = 0;
+
+		if (n == 0)
+			continue;
+		for (size_t b = 0; b < METRICS_NBUCKETS - 1; b++) {
+			below += sum.buckets[b];
+			evbuffer_add_printf(out,
+			    "graced_request_duration_seconds_bucket{method="
+			    "\"%s\",path=\"%s\",le=\"%g\"} %llu\n",
+			    method, path, (double)metrics_bucket_us[b] / 1e6,
+			    (unsigned long long)below);
+		}
+		evbuffer_add_printf(out,
+		    "graced_request_duration_seconds_bucket{method=\"%s\","
+		    "path=\"%s\",le=\"+Inf\"} %llu\n"
+		    "graced_request_duration_seconds_sum{method=\"%s\","
+		    "path=\"%s\"} %.6f\n"
+		    "graced_request_duration_seconds_count{method=\"%s\","
+		    "path=\"%s\"} %llu\n",
+		    method, path, (unsigned long long)n, method, path,
+		    (double)sum.sum_us / 1e6, method, path,
+		    (unsigned long long)n);
+	}
+}
+
 /* Accept failures by listener and errno; the workers' public listeners are
  * summed. */
 static void
@@ -333,6 +393,7 @@ health_render_metrics(const struct health *h, struct evbuffer *out)
 	uint64_t stopping = drain_since_ms(h->drain, GRACED_STOPPING);
 
 	render_requests(h, out);
+	render_durations(h, out);
 	render_per_worker(h, out, "graced_in_flight_requests",
 	    "Requests held by handlers.", "gauge", HEALTH_IN_FLIGHT);
 	render_per_worker(h, out, "graced_connections",

@@ -28,19 +28,57 @@ static const int codes[METRICS_OTHER] = {
 	503,
 };
 
+/* From 1 ms to 10 s, the buckets Prometheus clients use by default plus a
+ * finer start: a keep-alive reply takes well under a millisecond. */
+const uint64_t metrics_bucket_us[METRICS_NBUCKETS - 1] = {
+	1000,
+	2500,
+	5000,
+	10000,
+	25000,
+	50000,
+	100000,
+	250000,
+	500000,
+	1000000,
+	2500000,
+	5000000,
+	10000000,
+};
+
 int
 metrics_init(struct metrics *m, size_t nroutes)
 {
 	m->requests = calloc(nroutes, sizeof(*m->requests));
+	m->durations = calloc(nroutes, sizeof(*m->durations));
 	m->nroutes = nroutes;
-	return m->requests == NULL ? -ENOMEM : 0;
+	if (m->requests == NULL || m->durations == NULL) {
+		metrics_free(m);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void
 metrics_free(struct metrics *m)
 {
 	free(m->requests);
+	free(m->durations);
 	m->requests = NULL;
+	m->durations = NULL;
+}
+
+void
+metrics_observe(struct metrics *m, size_t route, uint64_t us)
+{
+	size_t b = 0;
+
+	if (route >= m->nroutes)
+		return;
+	while (b < METRICS_NBUCKETS - 1 && us > metrics_bucket_us[b])
+		b++;
+	COUNTER_ADD(&m->durations[route].buckets[b], 1);
+	COUNTER_ADD(&m->durations[route].sum_us, us);
 }
 
 void

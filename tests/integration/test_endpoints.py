@@ -219,6 +219,46 @@ def test_metrics_counts_requests():
         g.close()
 
 
+def test_metrics_duration_histogram():
+    """graced_request_duration_seconds: by route, cumulative buckets in
+    seconds ending at +Inf, _sum and _count, as Prometheus expects."""
+    g = Graced()
+    try:
+        c = http.client.HTTPConnection(HOST, g.port, timeout=TIMEOUT)
+        try:
+            for _ in range(5):
+                assert g.request("GET", "/livez", conn=c)[0] == 200
+            assert g.request("GET", "/nope", conn=c)[0] == 404
+        finally:
+            c.close()
+        status, _, body = g.request("GET", "/metrics", admin=True)
+        assert status == 200
+        text = body.decode()
+        assert "# TYPE graced_request_duration_seconds histogram\n" in text
+        name = "graced_request_duration_seconds"
+        live = 'method="GET",path="/livez"'
+        buckets = re.findall(r'^%s_bucket\{%s,le="([^"]+)"\} (\d+)$' %
+                             (name, re.escape(live)), text, re.M)
+        les = [le for le, _ in buckets]
+        counts = [int(n) for _, n in buckets]
+        assert les[-1] == "+Inf" and les[0] == "0.001", les
+        assert [float(x) for x in les[:-1]] == \
+            sorted(float(x) for x in les[:-1]), les
+        assert counts == sorted(counts), counts  # cumulative
+        assert counts[-1] == 5, counts
+        count = re.search(r'^%s_count\{%s\} (\d+)$' % (name, re.escape(live)),
+                          text, re.M)
+        total = re.search(r'^%s_sum\{%s\} ([0-9.]+)$' % (name, re.escape(live)),
+                          text, re.M)
+        assert count and int(count.group(1)) == 5, text
+        # Five replies on loopback take more than nothing, less than 5 s.
+        assert total and 0 < float(total.group(1)) < 5, text
+        assert re.search(r'^%s_count\{method="",path="unmatched"\} 1$' %
+                         name, text, re.M), text
+    finally:
+        g.close()
+
+
 def test_head():
     g = Graced()
     try:
@@ -700,6 +740,7 @@ def test_access_log_per_request():
 
 if __name__ == "__main__":
     run([test_healthz_fields, test_livez, test_metrics_counts_requests,
+         test_metrics_duration_histogram,
          test_head, test_not_found_json, test_method_not_allowed_json,
          test_bad_json_400, test_empty_array_400, test_non_object_event_400,
          test_oversize_body_413_and_close,

@@ -110,37 +110,26 @@ put_s(char *p, const char *s)
 	return p + len;
 }
 
-/* Appends s, escaped, as the inside of a JSON string. */
-static void
-put_json_chars(struct evbuffer *out, const char *s)
-{
-	static const char special[] = "\"\\\x01\x02\x03\x04\x05\x06\x07"
-	                              "\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
-	                              "\x11\x12\x13\x14\x15\x16\x17\x18\x19"
-	                              "\x1a\x1b\x1c\x1d\x1e\x1f";
-
-	while (*s != '\0') {
-		size_t n = strcspn(s, special);
-		evbuffer_add(out, s, n);
-		s += n;
-		if (*s == '"' || *s == '\\')
-			evbuffer_add_printf(out, "\\%c", *s++);
-		else if (*s != '\0')
-			evbuffer_add_printf(out, "\\u%04x", (unsigned)*s++);
-	}
-}
-
-/* The application's fields, "name":"word", from its status hooks. */
+/* The application's fields, "name":"word", from its status hooks: each
+ * escaped (log.c's JSON escape) into one buffer and added at once. */
 static void
 put_status_fields(
     const struct health *h, const char **words, struct evbuffer *out)
 {
+	char buf[256];
+	const size_t half = (sizeof(buf) - 6) / 2; /* room for each string */
+
 	for (unsigned i = 0; i < h->nstatus; i++) {
-		evbuffer_add(out, ",\"", 2);
-		put_json_chars(out, h->status[i].name);
-		evbuffer_add(out, "\":\"", 3);
-		put_json_chars(out, words[i]);
-		evbuffer_add(out, "\"", 1);
+		size_t n = 0;
+		buf[n++] = ',';
+		buf[n++] = '"';
+		n += log_escape(buf + n, half, h->status[i].name,
+		    strlen(h->status[i].name));
+		memcpy(buf + n, "\":\"", 3);
+		n += 3;
+		n += log_escape(buf + n, half, words[i], strlen(words[i]));
+		buf[n++] = '"';
+		evbuffer_add(out, buf, n);
 	}
 }
 

@@ -60,7 +60,9 @@ def symbols(path, *flags):
     names = set()
     for line in out.splitlines():
         parts = line.split()
-        if not parts:
+        # Names the compiler makes (sanitizers' __odr_asan.*, __asan_*)
+        # are not the module's own.
+        if not parts or parts[-1].startswith("__"):
             continue
         # Defined: "addr TYPE name", upper-case type = global.
         if len(parts) == 3 and parts[1].isupper() and parts[1] != "U":

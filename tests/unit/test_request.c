@@ -337,6 +337,25 @@ test_abort_runs_once_for_a_vanished_client(void **state)
 	fake_free(f);
 }
 
+/* After a reply the request is the library's: the abort callback must not
+ * run even if writing the reply finds the client gone (a handler frees its
+ * state when it replies, as examples/longpoll.c does). */
+static void
+test_no_abort_after_the_reply(void **state)
+{
+	struct fake *f = fake_new();
+
+	(void)state;
+	hold_then_vanish(f);
+	assert_int_equal(
+	    graced_reply(f->held, 200, "text/plain", "late", 4), 0);
+	LB_UNTIL(f->base, worker_connections(f->w) == 0);
+	assert_int_equal(worker_connections(f->w), 0);
+	assert_int_equal(worker_in_flight(f->w), 0);
+	assert_int_equal(f->aborted, 0);
+	fake_free(f);
+}
+
 int
 main(void)
 {
@@ -347,6 +366,7 @@ main(void)
 		cmocka_unit_test(test_replies_close_while_draining),
 		cmocka_unit_test(test_body_and_accessors),
 		cmocka_unit_test(test_abort_runs_once_for_a_vanished_client),
+		cmocka_unit_test(test_no_abort_after_the_reply),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

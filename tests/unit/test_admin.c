@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "admin.h"
@@ -19,17 +18,13 @@
 #include "listener.h"
 #include "loopback.h"
 
-static char tmpdir[64];
-
 /* The token read from a file holding len bytes of content. */
 static int
 token_of(const char *content, size_t len, char **token, char *err)
 {
-	char path[128];
-	int fd, rc;
+	char path[] = "/tmp/graced-test-token-XXXXXX";
+	int fd = mkstemp(path), rc;
 
-	snprintf(path, sizeof(path), "%s/token", tmpdir);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, content, len), (ssize_t)len);
 	close(fd);
@@ -57,7 +52,7 @@ token_refused(const char *content, size_t len, const char *why)
 
 	assert_int_equal(token_of(content, len, &token, err), -EINVAL);
 	assert_null(token);
-	assert_non_null(strstr(err, "/token'"));
+	assert_non_null(strstr(err, "'/tmp/graced-test-token-"));
 	assert_non_null(strstr(err, why));
 }
 
@@ -114,7 +109,7 @@ test_token_file_unreadable(void **state)
 	assert_null(token);
 	assert_non_null(strstr(err, "cannot read '/nonexistent/t'"));
 	assert_int_equal(
-	    admin_token_read(tmpdir, &token, err, sizeof(err)), -EISDIR);
+	    admin_token_read("/tmp", &token, err, sizeof(err)), -EISDIR);
 	assert_null(token);
 }
 
@@ -231,21 +226,6 @@ test_browser_guard_without_token(void **state)
 	fake_free(f);
 }
 
-static int
-setup(void **state)
-{
-	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/graced-test-admin-XXXXXX");
-	return mkdtemp(tmpdir) == NULL ? -1 : 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	return rmdir(tmpdir);
-}
-
 int
 main(void)
 {
@@ -255,5 +235,5 @@ main(void)
 		cmocka_unit_test(test_bearer_token_must_match_exactly),
 		cmocka_unit_test(test_browser_guard_without_token),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

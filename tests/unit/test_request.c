@@ -12,19 +12,11 @@
 #include <event2/event.h>
 
 #include "graced.h"
-#include "config.h"
-#include "listener.h"
 #include "loopback.h"
-#include "router.h"
-#include "worker.h"
+#include "worker_fake.h"
 
 struct fake {
-	struct graced_config *cfg;
-	struct router router;
-	struct worker_env env;
-	struct event_base *base;
-	struct worker *w;
-	struct sockaddr_in sin;
+	struct worker_fake wf;
 	int again[3]; /* what replying a second time returned, each way */
 	struct graced_request *held; /* kept by /hold */
 	unsigned aborted;            /* abort callbacks run */
@@ -33,19 +25,6 @@ struct fake {
 	int body_empty;   /* it was "" */
 	int accessors_ok; /* /body saw its request, loop and server */
 };
-
-static void
-fake_wake(void *arg)
-{
-	(void)arg;
-}
-
-static unsigned
-fake_connections(void *arg)
-{
-	(void)arg;
-	return 0;
-}
 
 static void
 twice(struct graced_request *r, void *arg)
@@ -86,8 +65,8 @@ body(struct graced_request *r, void *arg)
 	f->body_empty = p != NULL && f->body_len == 0 && p[0] == '\0';
 	f->accessors_ok = req != NULL &&
 	    evhttp_request_get_command(req) == EVHTTP_REQ_POST &&
-	    graced_request_base(r) == f->base &&
-	    graced_request_server(r) == f->env.srv;
+	    graced_request_base(r) == f->wf.base &&
+	    graced_request_server(r) == f->wf.env.srv;
 	graced_reply(r, 200, NULL, NULL, 0);
 }
 
@@ -121,39 +100,21 @@ static struct fake *
 fake_new(void)
 {
 	static struct fake f;
-	socklen_t len = sizeof(f.sin);
 	char err[256];
-	int fd;
 
 	memset(&f, 0, sizeof(f));
-	f.cfg = graced_config_new();
+	/* The server is only handed back: any pointer will do. */
+	worker_fake_start(&f.wf, routes, 5, &f, (struct graced_server *)&f);
 	assert_int_equal(
-	    graced_config_set(f.cfg, "listen", "127.0.0.1:0", err, sizeof(err)),
+	    graced_config_set(f.wf.cfg, "access-log", "off", err, sizeof(err)),
 	    0);
-	assert_int_equal(
-	    graced_config_set(f.cfg, "access-log", "off", err, sizeof(err)), 0);
-	assert_int_equal(router_add(&f.router, routes, 5, &f), 0);
-	f.base = worker_base_new();
-	assert_non_null(f.base);
-	/* Handed back by graced_request_server() only: any pointer will do. */
-	f.env = (struct worker_env){ f.cfg, &f.router,
-		(struct graced_server *)&f, f.base, 0, fake_wake,
-		fake_connections, &f };
-	f.w = worker_new(&f.env, 0);
-	assert_non_null(f.w);
-	fd = listener_open(&f.cfg->listen, 0, err, sizeof(err));
-	assert_true(fd >= 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&f.sin, &len), 0);
-	assert_int_equal(worker_listen(f.w, fd), 0);
 	return &f;
 }
 
 static void
 fake_free(struct fake *f)
 {
-	worker_free(f->w);
-	event_base_free(f->base);
-	graced_config_free(f->cfg);
+	worker_fake_free(&f->wf);
 }
 
 /* Sends request on a new connection and reads the reply into buf (NUL
@@ -161,11 +122,11 @@ fake_free(struct fake *f)
 static int
 ask(struct fake *f, const char *request, char *buf, size_t len)
 {
-	int fd = lb_client(&f->sin, request);
+	int fd = lb_client(&f->wf.sin, request);
 	ssize_t n;
 
 	assert_true(fd >= 0);
-	n = lb_recv(f->base, fd, buf, len - 1);
+	n = lb_recv(f->wf.base, fd, buf, len - 1);
 	assert_true(n > 0);
 	buf[n] = '\0';
 	return fd;
@@ -189,7 +150,7 @@ test_second_reply_is_refused(void **state)
 	assert_non_null(strstr(buf, "\r\n\r\none"));
 	assert_null(strstr(buf, "two"));
 	assert_null(strstr(buf, "HTTP/1.1 500"));
-	assert_int_equal(worker_in_flight(f->w), 0);
+	assert_int_equal(worker_in_flight(f->wf.w), 0);
 	close(fd);
 	fake_free(f);
 }
@@ -229,7 +190,7 @@ test_head_has_a_length_and_no_body(void **state)
 	/* Both replies, however they came in. */
 	while (strstr(buf, "\r\n\r\nhello") == NULL && have < sizeof(buf) - 1) {
 		ssize_t n =
-		    lb_recv(f->base, fd, buf + have, sizeof(buf) - 1 - have);
+		    lb_recv(f->wf.base, fd, buf + have, sizeof(buf) - 1 - have);
 		assert_true(n > 0);
 		have += (size_t)n;
 		buf[have] = '\0';
@@ -257,20 +218,20 @@ test_replies_close_while_draining(void **state)
 	assert_null(strstr(buf, "Connection: close"));
 	close(fd);
 	/* A request held when the drain begins, and one that comes after. */
-	held = lb_client(&f->sin, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
-	LB_UNTIL(f->base, f->held != NULL);
+	held = lb_client(&f->wf.sin, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
+	LB_UNTIL(f->wf.base, f->held != NULL);
 	assert_non_null(f->held);
-	worker_send(f->w, WORKER_DRAIN);
+	worker_send(f->wf.w, WORKER_DRAIN);
 	fd = ask(f, "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "Connection: close"));
-	assert_true(lb_closed(f->base, fd));
+	assert_true(lb_closed(f->wf.base, fd));
 	close(fd);
 	graced_request_on_abort(f->held, NULL, NULL);
 	assert_int_equal(graced_reply_error(f->held, 503, "bye"), 0);
-	assert_true(lb_recv(f->base, held, buf, sizeof(buf) - 1) > 0);
+	assert_true(lb_recv(f->wf.base, held, buf, sizeof(buf) - 1) > 0);
 	assert_non_null(strstr(buf, "HTTP/1.1 503"));
 	assert_non_null(strstr(buf, "Connection: close"));
-	assert_true(lb_closed(f->base, held));
+	assert_true(lb_closed(f->wf.base, held));
 	assert_int_equal(f->aborted, 0);
 	close(held);
 	fake_free(f);
@@ -284,12 +245,12 @@ test_body_and_accessors(void **state)
 	    "POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n"
 	    "hello\0world";
 	char buf[1024];
-	int fd = lb_client(&f->sin, NULL);
+	int fd = lb_client(&f->wf.sin, NULL);
 
 	(void)state;
 	assert_int_equal(
 	    send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
-	assert_true(lb_recv(f->base, fd, buf, sizeof(buf)) > 0);
+	assert_true(lb_recv(f->wf.base, fd, buf, sizeof(buf)) > 0);
 	assert_int_equal(f->body_len, 11);
 	assert_memory_equal(f->body, "hello\0world", 11);
 	assert_true(f->accessors_ok);
@@ -309,10 +270,10 @@ test_body_and_accessors(void **state)
 static void
 hold_then_vanish(struct fake *f)
 {
-	int fd = lb_client(&f->sin, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
+	int fd = lb_client(&f->wf.sin, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
 
 	assert_true(fd >= 0);
-	LB_UNTIL(f->base, f->held != NULL);
+	LB_UNTIL(f->wf.base, f->held != NULL);
 	assert_non_null(f->held);
 	lb_reset(fd);
 }
@@ -326,14 +287,14 @@ test_abort_runs_once_for_a_vanished_client(void **state)
 
 	(void)state;
 	hold_then_vanish(f);
-	worker_send(f->w, WORKER_CUT_OFF);
-	LB_UNTIL(f->base, f->aborted > 0);
+	worker_send(f->wf.w, WORKER_CUT_OFF);
+	LB_UNTIL(f->wf.base, f->aborted > 0);
 	assert_int_equal(f->aborted, 1);
 	for (int i = 0; i < 10; i++)
-		lb_step(f->base);
+		lb_step(f->wf.base);
 	assert_int_equal(f->aborted, 1);
-	assert_int_equal(worker_connections(f->w), 0);
-	assert_int_equal(worker_in_flight(f->w), 0);
+	assert_int_equal(worker_connections(f->wf.w), 0);
+	assert_int_equal(worker_in_flight(f->wf.w), 0);
 	fake_free(f);
 }
 
@@ -349,9 +310,9 @@ test_no_abort_after_the_reply(void **state)
 	hold_then_vanish(f);
 	assert_int_equal(
 	    graced_reply(f->held, 200, "text/plain", "late", 4), 0);
-	LB_UNTIL(f->base, worker_connections(f->w) == 0);
-	assert_int_equal(worker_connections(f->w), 0);
-	assert_int_equal(worker_in_flight(f->w), 0);
+	LB_UNTIL(f->wf.base, worker_connections(f->wf.w) == 0);
+	assert_int_equal(worker_connections(f->wf.w), 0);
+	assert_int_equal(worker_in_flight(f->wf.w), 0);
 	assert_int_equal(f->aborted, 0);
 	fake_free(f);
 }

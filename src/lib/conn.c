@@ -311,7 +311,9 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 		COUNTER_ADD(&s->in_flight, -1);
 		metrics_count(&s->metrics, r->route, 0);
 		r->req = NULL;
-		if (r->abort_fn != NULL)
+		/* A reply ended the request for its handler, even when its
+		 * write is what found the client gone. */
+		if (r->abort_fn != NULL && !r->replied)
 			r->abort_fn(r, r->abort_arg);
 	}
 	s->conns[r->fd] = NULL;

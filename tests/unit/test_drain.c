@@ -1,15 +1,20 @@
 /* Unit tests for the drain state machine (src/lib/drain.c), driven on a real
  * server bound to loopback with no clients. */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "graced.h"
 #include "drain.h"
+#include "loopback.h"
 #include "server.h"
 #include "util.h"
 #include "worker.h"
@@ -192,11 +197,43 @@ test_stop_now_from_serving(void **state)
 	graced_server_free(srv);
 }
 
+/* Entries of a /proc/self directory ("task": threads, "fd":
+ * descriptors). */
+static unsigned
+proc_count(const char *what)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *e;
+	unsigned n = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/%s", what);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Waits, 2 s at most, for the threads to be back to n: a joined thread
+ * leaves /proc a moment after pthread_join returns. */
+static unsigned
+threads_back_to(unsigned n)
+{
+	for (int i = 0; i < 2000 && proc_count("task") != n; i++) {
+		struct timespec ms = { 0, 1000000 };
+		nanosleep(&ms, NULL);
+	}
+	return proc_count("task");
+}
+
 static void
 test_free_without_start(void **state)
 {
 	struct graced_config *cfg = graced_config_new();
 	struct graced_server *srv;
+	unsigned threads = proc_count("task"), fds = proc_count("fd");
 	char err[256];
 
 	(void)state;
@@ -204,10 +241,24 @@ test_free_without_start(void **state)
 	 * be opened. */
 	assert_int_equal(
 	    graced_config_set(cfg, "workers", "3", err, sizeof(err)), 0);
+	assert_int_equal(
+	    graced_config_set(cfg, "log-file", "/dev/null", err, sizeof(err)),
+	    0);
 	srv = graced_server_new(cfg);
 	assert_non_null(srv);
+	assert_int_equal(graced_server_state(srv), GRACED_STARTING);
+	assert_null(graced_server_address(srv, 0));
+	assert_null(graced_server_address(srv, 1));
+	/* The log writer, and no worker: workers are made by the start. */
+	assert_int_equal(proc_count("task"), threads + 1);
+	assert_int_equal(srv->nworkers, 3);
+	assert_null(srv->workers);
+	/* Not started, nothing to run. */
+	assert_int_equal(graced_server_run(srv), -EINVAL);
 	graced_server_free(srv);
 	graced_config_free(cfg);
+	assert_int_equal(threads_back_to(threads), threads);
+	assert_int_equal(proc_count("fd"), fds);
 }
 
 static void
@@ -216,16 +267,23 @@ test_start_failure_leaves_nothing_bound(void **state)
 	struct graced_server *a = start("1");
 	struct graced_config *cfg = graced_config_new();
 	struct graced_server *b;
-	char err[256];
+	int port = lb_free_port(), aport;
+	const char *colon = strrchr(graced_server_address(a, 0), ':');
+	char err[256], listen[64];
 
 	(void)state;
-	/* Public on a free port, admin on a's public port: admin fails. */
+	/* Public on a free port (two workers: two listeners), admin on a's
+	 * public port: the public listeners are bound when admin fails. */
+	assert_true(port > 0);
+	aport = atoi(colon + 1);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
 	assert_int_equal(
-	    graced_config_set(cfg, "listen", "127.0.0.1:0", err, sizeof(err)),
-	    0);
+	    graced_config_set(cfg, "listen", listen, err, sizeof(err)), 0);
 	assert_int_equal(graced_config_set(cfg, "admin-listen",
 	                     graced_server_address(a, 0), err, sizeof(err)),
 	    0);
+	assert_int_equal(
+	    graced_config_set(cfg, "workers", "2", err, sizeof(err)), 0);
 	assert_int_equal(
 	    graced_config_set(cfg, "log-file", "/dev/null", err, sizeof(err)),
 	    0);
@@ -233,6 +291,13 @@ test_start_failure_leaves_nothing_bound(void **state)
 	assert_non_null(b);
 	assert_int_equal(graced_server_start(b), -EADDRINUSE);
 	assert_int_equal(graced_server_state(b), GRACED_STARTING);
+	assert_null(graced_server_address(b, 0));
+	/* b's port can be bound again at once, by a socket without
+	 * SO_REUSEADDR (no connection was made: no TIME_WAIT), while a
+	 * still holds its own. */
+	assert_true(lb_port_is_free(port));
+	assert_false(lb_port_is_free(aport));
+	assert_int_equal(graced_server_state(a), GRACED_SERVING);
 	graced_server_free(b);
 	graced_config_free(cfg);
 	graced_server_stop_now(a, "test");

@@ -99,15 +99,24 @@ test_spool_opens_and_closes(void **state)
 	char err[512];
 	int fd = mkstemp(path);
 	struct events *ev;
+	char rotated[64];
 
 	(void)state;
 	assert_true(fd >= 0);
 	close(fd);
+
 	ev = events_new(path, err, sizeof(err));
 	assert_non_null(ev);
+	/* What logrotate does before it asks for a reopen: the reopened
+	 * spool is a new file at the path. */
+	snprintf(rotated, sizeof(rotated), "%s.1", path);
+	assert_int_equal(rename(path, rotated), 0);
+	assert_int_equal(access(path, F_OK), -1);
 	assert_int_equal(events_reopen(ev), 0);
+	assert_int_equal(access(path, F_OK), 0);
 	events_free(ev);
 	unlink(path);
+	unlink(rotated);
 }
 
 /* Renders /healthz (or /metrics) of srv; returns the HTTP status and

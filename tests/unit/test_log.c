@@ -152,6 +152,7 @@ test_long_value_is_cut_not_the_line(void **state)
 	struct log_line l;
 	char big[3 * LOG_LINE_MAX];
 	json_error_t jerr;
+	const char *path;
 	json_t *j;
 
 	(void)state;
@@ -163,6 +164,13 @@ test_long_value_is_cut_not_the_line(void **state)
 	l.buf[l.len++] = '}';
 	j = json_loadb(l.buf, l.len, 0, &jerr);
 	assert_non_null(j);
+	/* The path fills the line with whole escapes (each quote two
+	 * bytes), and the field that had no room left is left out. */
+	path = json_string_value(json_object_get(j, "path"));
+	assert_non_null(path);
+	assert_true(strlen(path) > LOG_LINE_MAX / 2 - 64);
+	assert_int_equal(strspn(path, "\""), strlen(path));
+	assert_null(json_object_get(j, "status"));
 	json_decref(j);
 }
 

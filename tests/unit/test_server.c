@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "graced.h"
+#include "loopback.h"
 #include "server.h"
 
 struct app {
@@ -243,36 +244,6 @@ test_async_reply_with_two_workers(void **state)
 	assert_int_equal(app.replied_before_stop, 1);
 }
 
-/* A port nothing listens on: bound, read back, closed. */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, len), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	return ntohs(sin.sin_port);
-}
-
-/* Whether a plain socket (no SO_REUSEADDR) can bind port and listen. */
-static int
-port_is_free(int port)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons((uint16_t)port);
-	ok = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-	    listen(fd, 1) == 0;
-	close(fd);
-	return ok;
-}
-
 /* Each step of graced_server_start fails in turn: the call returns the
  * error, both ports can be bound again at once, and the same server then
  * starts for real. */
@@ -284,7 +255,7 @@ failed_start_unbinds(const char *workers)
 		struct graced_config *cfg = graced_config_new();
 		struct graced_server *srv;
 		char err[256], listen[64], admin[64];
-		int port = free_port(), aport = free_port();
+		int port = lb_free_port(), aport = lb_free_port();
 
 		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
 		snprintf(admin, sizeof(admin), "127.0.0.1:%d", aport);
@@ -308,11 +279,11 @@ failed_start_unbinds(const char *workers)
 		server_fail_step = 0;
 		assert_int_equal(graced_server_state(srv), GRACED_STARTING);
 		assert_null(graced_server_address(srv, 0));
-		assert_true(port_is_free(port));
-		assert_true(port_is_free(aport));
+		assert_true(lb_port_is_free(port));
+		assert_true(lb_port_is_free(aport));
 		/* Nothing of the failed attempt is left in the way. */
 		assert_int_equal(graced_server_start(srv), 0);
-		assert_false(port_is_free(port));
+		assert_false(lb_port_is_free(port));
 		graced_server_stop_now(srv, "test");
 		assert_int_equal(graced_server_run(srv), 0);
 		graced_server_free(srv);

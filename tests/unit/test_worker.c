@@ -20,34 +20,12 @@
 #include "router.h"
 #include "util.h"
 #include "worker.h"
+#include "worker_fake.h"
 
 struct fake {
-	struct graced_config *cfg;
-	struct router router;
-	struct worker_env env;
-	struct event_base *base;
-	struct worker *w;
-	struct sockaddr_in sin;
-	unsigned wakes;       /* env.wake calls */
-	unsigned connections; /* what env.connections answers */
+	struct worker_fake wf;
 	struct graced_request *held;
 };
-
-static void
-fake_wake(void *arg)
-{
-	struct fake *f = arg;
-
-	f->wakes++;
-}
-
-static unsigned
-fake_connections(void *arg)
-{
-	struct fake *f = arg;
-
-	return f->connections;
-}
 
 static void
 hello(struct graced_request *r, void *arg)
@@ -74,37 +52,16 @@ static struct fake *
 fake_new(void)
 {
 	static struct fake f;
-	socklen_t len = sizeof(f.sin);
-	char err[256];
-	int fd;
 
 	memset(&f, 0, sizeof(f));
-	f.cfg = graced_config_new();
-	assert_int_equal(
-	    graced_config_set(f.cfg, "listen", "127.0.0.1:0", err, sizeof(err)),
-	    0);
-	assert_int_equal(router_add(&f.router, routes, 2, &f), 0);
-	f.base = worker_base_new();
-	assert_non_null(f.base);
-	f.env = (struct worker_env){ f.cfg, &f.router, NULL, f.base, 0,
-		fake_wake, fake_connections, &f };
-	f.w = worker_new(&f.env, 0);
-	assert_non_null(f.w);
-	fd = listener_open(&f.cfg->listen, 0, err, sizeof(err));
-	assert_true(fd >= 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&f.sin, &len), 0);
-	assert_int_equal(worker_listen(f.w, fd), 0);
-	/* A lone worker has no thread: starting it is a no-op. */
-	assert_int_equal(worker_start(f.w), 0);
+	worker_fake_start(&f.wf, routes, 2, &f, NULL);
 	return &f;
 }
 
 static void
 fake_free(struct fake *f)
 {
-	worker_free(f->w);
-	event_base_free(f->base);
-	graced_config_free(f->cfg);
+	worker_fake_free(&f->wf);
 }
 
 /* Runs the loop until the client fd has bytes (or is closed) or cond
@@ -114,7 +71,7 @@ pump(struct fake *f, int fd, char *buf, size_t len)
 {
 	for (int i = 0; i < 400; i++) {
 		struct pollfd p = { fd, POLLIN, 0 };
-		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		event_base_loop(f->wf.base, EVLOOP_NONBLOCK);
 		if (fd >= 0 && poll(&p, 1, 5) == 1)
 			return recv(fd, buf, len, 0);
 	}
@@ -127,7 +84,8 @@ client(struct fake *f, const char *request)
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	assert_int_equal(
-	    connect(fd, (const struct sockaddr *)&f->sin, sizeof(f->sin)), 0);
+	    connect(fd, (const struct sockaddr *)&f->wf.sin, sizeof(f->wf.sin)),
+	    0);
 	assert_int_equal(
 	    send(fd, request, strlen(request), 0), (ssize_t)strlen(request));
 	return fd;
@@ -152,7 +110,7 @@ static void
 test_serves_and_counts(void **state)
 {
 	struct fake *f = fake_new();
-	const struct metrics *m = worker_metrics(f->w);
+	const struct metrics *m = worker_metrics(f->wf.w);
 	char buf[1024] = "";
 	int fd = get(f, "/hello", buf, sizeof(buf));
 
@@ -162,8 +120,8 @@ test_serves_and_counts(void **state)
 	assert_non_null(strstr(buf, "\r\n\r\nhi"));
 	/* Serving: the reply does not close the connection. */
 	assert_null(strstr(buf, "Connection: close"));
-	assert_int_equal(worker_connections(f->w), 1);
-	assert_int_equal(worker_in_flight(f->w), 0);
+	assert_int_equal(worker_connections(f->wf.w), 1);
+	assert_int_equal(worker_in_flight(f->wf.w), 0);
 	assert_int_equal(COUNTER_GET(&m->accepted), 1);
 	assert_int_equal(COUNTER_GET(&m->requests[0][0]), 1); /* /hello 200 */
 	close(fd);
@@ -179,7 +137,7 @@ test_over_max_connections_gets_503(void **state)
 
 	(void)state;
 	/* The environment says the server is full. */
-	f->connections = f->cfg->max_connections + 1;
+	f->wf.connections = f->wf.cfg->max_connections + 1;
 	fd = get(f, "/hello", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "HTTP/1.1 503"));
 	assert_non_null(strstr(buf, "too many connections"));
@@ -196,7 +154,7 @@ test_drain_command_closes_replies(void **state)
 	int fd;
 
 	(void)state;
-	worker_send(f->w, WORKER_DRAIN);
+	worker_send(f->wf.w, WORKER_DRAIN);
 	fd = get(f, "/hello", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "HTTP/1.1 200"));
 	assert_non_null(strstr(buf, "Connection: close"));
@@ -215,18 +173,18 @@ test_cut_off_reports_and_counts(void **state)
 	for (int i = 0; i < 400 && f->held == NULL; i++)
 		pump(f, -1, buf, sizeof(buf));
 	assert_non_null(f->held);
-	assert_int_equal(worker_in_flight(f->w), 1);
-	assert_false(worker_done(f->w, WORKER_CUT_DONE));
-	f->wakes = 0;
-	worker_send(f->w, WORKER_CUT_OFF);
+	assert_int_equal(worker_in_flight(f->wf.w), 1);
+	assert_false(worker_done(f->wf.w, WORKER_CUT_DONE));
+	f->wf.wakes = 0;
+	worker_send(f->wf.w, WORKER_CUT_OFF);
 	/* The client sees its connection closed without a reply. */
 	assert_int_equal(pump(f, fd, buf, sizeof(buf)), 0);
 	assert_true(
-	    worker_done(f->w, WORKER_CUT_DONE | WORKER_LISTENER_CLOSED));
-	assert_true(f->wakes > 0);
-	assert_int_equal(worker_connections(f->w), 0);
-	assert_int_equal(worker_in_flight(f->w), 0);
-	assert_int_equal(COUNTER_GET(&worker_metrics(f->w)->cut_off), 1);
+	    worker_done(f->wf.w, WORKER_CUT_DONE | WORKER_LISTENER_CLOSED));
+	assert_true(f->wf.wakes > 0);
+	assert_int_equal(worker_connections(f->wf.w), 0);
+	assert_int_equal(worker_in_flight(f->wf.w), 0);
+	assert_int_equal(COUNTER_GET(&worker_metrics(f->wf.w)->cut_off), 1);
 	close(fd);
 	fake_free(f);
 }

@@ -217,8 +217,11 @@ GRACED_API struct event_base *graced_request_base(struct graced_request *req);
  * NUL-terminated); valid until the reply. */
 GRACED_API const char *graced_request_body(
     struct graced_request *req, size_t *len);
-/* fn runs if the request ends without a reply (client gone, cut off at the
- * shutdown timeout); after it the request must not be touched. */
+/* fn runs if the request ends without a reply: cut off (shutdown timeout,
+ * graced_server_stop_now) or its connection closed. libevent does not read
+ * a connection while its request is held, so a client that leaves is not
+ * seen before that. After fn the request must not be touched; fn never
+ * runs once a reply was sent. */
 GRACED_API void graced_request_on_abort(struct graced_request *req,
     void (*fn)(struct graced_request *req, void *arg), void *arg);
 

@@ -169,11 +169,13 @@ drain_begin(struct drain *d, const char *cause)
 
 	if (d->state != GRACED_SERVING)
 		return;
+	/* Workers learn of the drain (their "sent" bits) before /healthz can
+	 * say "draining": a reply that shows the drain always closes. */
+	send_all(d, WORKER_DRAIN);
 	SHARED_SET(&d->drain_ms, now_ms());
 	set_state(d, GRACED_DRAINING);
 	event_add(d->timeout_ev, &timeout);
 	log_transition(d, "drain_begin", "cause", cause, 0);
-	send_all(d, WORKER_DRAIN);
 	for (unsigned i = 0; i < d->ndrain_hooks; i++)
 		((graced_drain_fn *)d->on_drain[i].fn)(
 		    d->srv, d->on_drain[i].arg);

@@ -25,8 +25,8 @@
 #include "util.h"
 
 int
-listener_open(
-    const struct config_addr *addr, int reuseport, char *err, size_t errlen)
+listener_open(const struct config_addr *addr, enum listener_share share,
+    char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
 	int fd = -1, one = 1, rc;
@@ -47,10 +47,16 @@ listener_open(
 		goto fail;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
 		goto fail;
-	if (reuseport &&
+	if (share == LISTENER_JOIN &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
+		goto fail;
+	/* The kernel makes the group at listen(): set after the exclusive
+	 * bind, the flag lets this process's other sockets join it, and no
+	 * other process's first socket can. */
+	if (share == LISTENER_FIRST &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	if (listen(fd, SOMAXCONN) < 0)
 		goto fail;

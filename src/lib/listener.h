@@ -9,10 +9,20 @@
 
 #include "config.h"
 
+/* How listener_open shares the port. A group's first socket is bound
+ * without SO_REUSEPORT, so the bind fails if any other socket holds the
+ * port (a second instance started by mistake), and only then joins a
+ * group that the rest of the same process's sockets join. */
+enum listener_share {
+	LISTENER_ALONE, /* one socket on the port */
+	LISTENER_FIRST, /* the first of a SO_REUSEPORT group: exclusive bind */
+	LISTENER_JOIN,  /* another socket of that group */
+};
+
 /* Binds and listens on addr. Returns the fd, or a negative errno with a
  * one-line reason in err. */
-int listener_open(
-    const struct config_addr *addr, int reuseport, char *err, size_t errlen);
+int listener_open(const struct config_addr *addr, enum listener_share share,
+    char *err, size_t errlen);
 /* Makes the kernel drop every new SYN for fd, so its queue can only shrink.
  * Returns 0 or a negative errno (EPERM where unprivileged processes may not
  * attach socket filters, EOPNOTSUPP where there are none). */

@@ -170,10 +170,13 @@ static int
 open_listeners(struct graced_server *srv, int *fds, char *err, size_t len)
 {
 	struct config_addr addr = srv->cfg.listen;
-	int reuse = srv->nworkers > 1;
 
 	for (unsigned i = 0; i < srv->nworkers; i++) {
-		fds[i] = listener_open(&addr, reuse, err, len);
+		enum listener_share share = srv->nworkers == 1 ?
+		    LISTENER_ALONE :
+		    i == 0 ? LISTENER_FIRST :
+		             LISTENER_JOIN;
+		fds[i] = listener_open(&addr, share, err, len);
 		if (fds[i] < 0) {
 			int rc = fds[i];
 			while (i-- > 0)
@@ -255,7 +258,8 @@ graced_server_start(struct graced_server *srv)
 	if (rc < 0)
 		goto out;
 	nfds = srv->nworkers;
-	afd = listener_open(&srv->cfg.admin_listen, 0, err, sizeof(err));
+	afd = listener_open(
+	    &srv->cfg.admin_listen, LISTENER_ALONE, err, sizeof(err));
 	rc = afd < 0 ? afd : fail_after(SERVER_STEP_ADMIN_BIND, &cause);
 	if (rc < 0)
 		goto out;

@@ -365,6 +365,33 @@ def test_address_in_use_exit_1():
         holder.close()
 
 
+def test_second_instance_exit_1():
+    """A second graced started by mistake on the port of a running one
+    fails with exit 1, whatever the workers of either: with SO_REUSEPORT it
+    used to join the first one's group and take part of its traffic."""
+    for first, second in (("2", "2"), ("1", "2"), ("2", "1")):
+        g = Graced("--workers", first)
+        try:
+            with tempfile.TemporaryDirectory(prefix="graced-cli-") as tmp:
+                p = graced("serve", "--listen", "%s:%d" % (HOST, g.port),
+                           "--admin-listen", "127.0.0.1:0", "--spool",
+                           os.path.join(tmp, "events.jsonl"),
+                           "--workers", second, timeout=15)
+                lines = json_lines(p.stderr.decode())
+                assert p.returncode == 1, (first, second, p.returncode,
+                                           lines)
+                failed = [l for l in lines
+                          if l.get("event") == "start_failed"]
+                assert len(failed) == 1 and "in use" in \
+                    failed[0]["cause"].lower(), (first, second, lines)
+                assert not any(l.get("event") == "serving" for l in lines)
+            # The first instance still has the port to itself.
+            for _ in range(20):
+                assert g.request("GET", "/livez")[0] == 200
+        finally:
+            g.close()
+
+
 def test_unwritable_spool_exit_1():
     with tempfile.TemporaryDirectory(prefix="graced-cli-") as tmp:
         port = free_port()
@@ -580,7 +607,7 @@ if __name__ == "__main__":
          test_bad_values_exit_2, test_unknown_flag_exit_2,
          test_env_bad_value_names_variable, test_env_access_log_off,
          test_env_max_body_and_flag_override, test_address_in_use_exit_1,
-         test_unwritable_spool_exit_1, test_text_log_format, test_log_file,
+         test_second_instance_exit_1, test_unwritable_spool_exit_1, test_text_log_format, test_log_file,
          test_drain_subcommand, test_drain_admin_from_env,
          test_drain_wait_returns_after_listener_closed,
          test_drain_nothing_listening_exit_0, test_drain_bad_usage_exit_2,

@@ -137,7 +137,7 @@ fake_new(const char *token)
 	f.drain = drain_new(NULL, f.cfg, f.base);
 	f.health = health_new(f.drain);
 	assert_non_null(f.health);
-	fd = listener_open(&addr, 0, err, sizeof(err));
+	fd = listener_open(&addr, LISTENER_ALONE, err, sizeof(err));
 	assert_true(fd >= 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&f.sin, &len), 0);
 	f.admin = admin_new(

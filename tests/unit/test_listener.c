@@ -33,7 +33,7 @@ open_loopback(struct sockaddr_in *sin)
 	struct config_addr addr = { "127.0.0.1", "0" };
 	socklen_t len = sizeof(*sin);
 	char err[256];
-	int fd = listener_open(&addr, 0, err, sizeof(err));
+	int fd = listener_open(&addr, LISTENER_ALONE, err, sizeof(err));
 
 	assert_true(fd >= 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)sin, &len), 0);
@@ -185,8 +185,8 @@ test_bind_error_names_the_address(void **state)
 
 	(void)state;
 	snprintf(addr.port, sizeof(addr.port), "%u", ntohs(sin.sin_port));
-	assert_int_equal(
-	    listener_open(&addr, 0, err, sizeof(err)), -EADDRINUSE);
+	assert_int_equal(listener_open(&addr, LISTENER_ALONE, err, sizeof(err)),
+	    -EADDRINUSE);
 	snprintf(buf, sizeof(buf), "listen 127.0.0.1:%s", addr.port);
 	assert_non_null(strstr(err, buf));
 	assert_non_null(strstr(err, "in use"));

@@ -133,6 +133,29 @@ listener_queue_len(int fd)
 }
 #endif
 
+#ifdef HAVE_STRUCT_TCP_INFO_TCPI_UNACKED
+/* The backlog of a listening socket: TCP_INFO's tcpi_sacked holds it there
+ * (as tcpi_unacked holds the queue's length). */
+static int
+adopted_backlog(int fd)
+{
+	struct tcp_info info;
+	socklen_t len = sizeof(info);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0)
+		return 0;
+	return (int)info.tcpi_sacked;
+}
+#else
+static int
+adopted_backlog(int fd)
+{
+	/* Unreadable: the backlog is set again, as if it were 0. */
+	(void)fd;
+	return 0;
+}
+#endif
+
 int
 listener_adopt(int fd, char *err, size_t errlen)
 {
@@ -158,9 +181,9 @@ listener_adopt(int fd, char *err, size_t errlen)
 	    errno != ENOENT)
 		goto fail;
 #endif
-	/* Undoes a backlog of 0 (listener_shrink_backlog); the backlog the
-	 * socket had is not readable, so it gets the one listener_open uses. */
-	if (listen(fd, SOMAXCONN) < 0)
+	/* Undoes a backlog of 0 (listener_shrink_backlog), and only that: a
+	 * backlog the socket's maker chose (systemd's Backlog=) stays. */
+	if (adopted_backlog(fd) == 0 && listen(fd, LISTENER_ADOPT_BACKLOG) < 0)
 		goto fail;
 	return 0;
 fail:

@@ -364,8 +364,11 @@ worker_new(const struct worker_env *env, unsigned id)
 int
 worker_listen(struct worker *w, evutil_socket_t fd)
 {
+	/* Backlog 0: libevent leaves the socket's backlog alone (with -1 it
+	 * would listen() again at 128, shrinking an adopted socket's for every
+	 * holder); listener_open already chose one. */
 	w->listener = evconnlistener_new(
-	    w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	    w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (w->listener == NULL) {
 		close(fd);
 		return -ENOMEM;

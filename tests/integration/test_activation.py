@@ -185,7 +185,8 @@ def restarts_under_load(workers):
         assert g.wait_exit() == 0, g.log_text()
         failures = sum(load.failed.values()) + len(fresh.failed)
         print("  [workers %d] requests ok %d + %d on new connections, "
-              "failed %d" % (workers, load.ok, fresh.ok, failures))
+              "failed %d, slowest keep-alive request %.0f ms" % (
+                  workers, load.ok, fresh.ok, failures, load.max_ms))
         assert failures == 0, "failed requests: %r %r" % (
             load.failures[:5], fresh.failed[:5])
         assert fresh.ok > 0, "no new-connection client was served"

@@ -41,7 +41,9 @@ struct worker {
 	/* Accept failures: pause, count. Its counters are read by /metrics on
 	 * any thread (listener_guard_errors). */
 	struct listener_guard *guard;
-	int shared;       /* listener adopted: another process may hold it */
+	/* The listener was adopted: another process may hold it. Set by
+	 * worker_share before the loop runs, then only read. */
+	int shared;
 	int closing;      /* listener is draining its queue */
 	int close_wanted; /* close the listener once empty */
 	/* Pending commands: any thread ORs bits in (worker_send), the worker

@@ -50,6 +50,11 @@
  *    thread; later servers share it (their log options are ignored); the
  *    graced_server_free() of the last server stops the writer and closes
  *    the file. graced_log() before the first server writes to stderr.
+ *  - Socket activation: listening sockets passed with LISTEN_FDS (and
+ *    LISTEN_PID, LISTEN_FDNAMES; docs/systemd.md) are taken by the server
+ *    and served instead of binding; the three variables are unset. With
+ *    NOTIFY_SOCKET set, the states go to the service manager (READY=1,
+ *    STOPPING=1, STATUS=).
  *
  * docs/library.md walks through three example services (examples/ in the
  * source tree), README.md has the daemon and the drain's contract, and
@@ -143,7 +148,7 @@ typedef void graced_stop_fn(
 
 /* Makes a server from a copy of cfg. Returns NULL with the reason logged.
  * Changes the process as the top of this header says (SIGPIPE, libevent's
- * locking, the log sink). */
+ * locking, the log sink, the passed listeners). */
 GRACED_API struct graced_server *graced_server_new(
     const struct graced_config *cfg);
 /* Adds n routes whose handlers get arg. Up to 8 tables. 0 or -ENOSPC. */
@@ -153,9 +158,9 @@ GRACED_API int graced_server_on_drain(
     struct graced_server *srv, graced_drain_fn *fn, void *arg);
 GRACED_API int graced_server_on_stop(
     struct graced_server *srv, graced_stop_fn *fn, void *arg);
-/* Binds the public and admin listeners: STARTING -> SERVING. Returns 0, or a
- * negative errno with one line naming the cause logged; nothing stays
- * bound on failure. */
+/* Binds the public and admin listeners (or serves the passed ones):
+ * STARTING -> SERVING. Returns 0, or a negative errno with one line naming
+ * the cause logged; nothing stays bound on failure. */
 GRACED_API int graced_server_start(struct graced_server *srv);
 /* Runs the loop until STOPPED. Returns 0 after a clean drain, 1 when
  * requests had to be cut off. */

@@ -377,8 +377,9 @@ admin_new(const struct admin_env *env, int fd)
 	router_add(&a->router, admin_routes, ADMIN_NROUTES, NULL);
 	a->http = evhttp_new(env->base);
 	a->guard = listener_guard_new(env->base, "admin");
+	/* Backlog 0: the socket's own stays (see worker_listen). */
 	lev = a->http && a->guard ? evconnlistener_new(env->base, NULL, NULL,
-	                                LEV_OPT_CLOSE_ON_FREE, -1, fd) :
+	                                LEV_OPT_CLOSE_ON_FREE, 0, fd) :
 	                            NULL;
 	if (lev == NULL)
 		close(fd);

@@ -7,11 +7,13 @@
  * Each transition is logged with the counts that matter. */
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "drain.h"
 #include "log.h"
+#include "notify.h"
 #include "util.h"
 #include "worker.h"
 
@@ -159,6 +161,8 @@ drain_serving(struct drain *d, const char *listen, const char *admin)
 	log_event("serving",
 	    json_pack("{s:s,s:s,s:s,s:I}", "state", "serving", "listen", listen,
 	        "admin", admin, "workers", (json_int_t)d->nworkers));
+	notify_send("READY=1\nMAINPID=%ld\nSTATUS=serving on %s, admin %s",
+	    (long)getpid(), listen, admin);
 }
 
 void
@@ -176,6 +180,7 @@ drain_begin(struct drain *d, const char *cause)
 	set_state(d, GRACED_DRAINING);
 	event_add(d->timeout_ev, &timeout);
 	log_transition(d, "drain_begin", "cause", cause, 0);
+	notify_send("STOPPING=1\nSTATUS=draining (%s)", cause);
 	for (unsigned i = 0; i < d->ndrain_hooks; i++)
 		((graced_drain_fn *)d->on_drain[i].fn)(
 		    d->srv, d->on_drain[i].arg);
@@ -197,6 +202,8 @@ drain_stop(struct drain *d, const char *why)
 	set_state(d, GRACED_STOPPING);
 	event_del(d->delay_ev);
 	log_transition(d, "drain_stop", "why", why, d->drain_ms);
+	notify_send("STATUS=stopping (%s): %u connections, %u in flight", why,
+	    drain_connections(d), drain_in_flight(d));
 	/* Every worker empties its queue before any listener closes: with
 	 * SO_REUSEPORT, closing one listener resets its own queue. */
 	send_all(d,
@@ -289,6 +296,9 @@ drain_cut_off(struct drain *d, const char *why)
 	if (d->state == GRACED_STOPPED || d->cutting)
 		return;
 	if (d->state < GRACED_STOPPING) {
+		/* SIGQUIT while serving: no drain_begin told the manager. */
+		notify_send("%sSTATUS=stopping now (%s)",
+		    d->state == GRACED_SERVING ? "STOPPING=1\n" : "", why);
 		SHARED_SET(&d->stopping_ms, now_ms());
 		set_state(d, GRACED_STOPPING);
 	}

@@ -139,6 +139,65 @@ listener_queue_len(int fd)
 }
 #endif
 
+#ifdef HAVE_STRUCT_TCP_INFO_TCPI_UNACKED
+/* The backlog of a listening socket: TCP_INFO's tcpi_sacked holds it there
+ * (as tcpi_unacked holds the queue's length). */
+static int
+adopted_backlog(int fd)
+{
+	struct tcp_info info;
+	socklen_t len = sizeof(info);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0)
+		return 0;
+	return (int)info.tcpi_sacked;
+}
+#else
+static int
+adopted_backlog(int fd)
+{
+	/* Unreadable: the backlog is set again, as if it were 0. */
+	(void)fd;
+	return 0;
+}
+#endif
+
+int
+listener_adopt(int fd, char *err, size_t errlen)
+{
+	int type = 0, accepting = 0, flags, rc;
+	socklen_t len = sizeof(type), alen = sizeof(accepting);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &alen) < 0)
+		goto fail;
+	if (type != SOCK_STREAM || !accepting) {
+		snprintf(
+		    err, errlen, "fd %d is not a listening stream socket", fd);
+		return -ENOTSOCK;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || flags < 0 ||
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		goto fail;
+#ifdef SO_DETACH_FILTER
+	/* ENOENT: no filter attached, the usual case. */
+	if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &type, sizeof(type)) <
+	        0 &&
+	    errno != ENOENT)
+		goto fail;
+#endif
+	/* Undoes a backlog of 0 (listener_shrink_backlog), and only that: a
+	 * backlog the socket's maker chose (systemd's Backlog=) stays. */
+	if (adopted_backlog(fd) == 0 && listen(fd, LISTENER_ADOPT_BACKLOG) < 0)
+		goto fail;
+	return 0;
+fail:
+	rc = -errno;
+	snprintf(err, errlen, "fd %d: %s", fd, strerror(errno));
+	return rc;
+}
+
 void
 listener_address(int fd, char *buf, size_t len)
 {

@@ -33,6 +33,16 @@ int listener_shrink_backlog(int fd);
 /* Connections waiting in fd's accept queue, or a negative errno. Without
  * TCP_INFO's tcpi_unacked it only tells 1 (some) from 0 (none). */
 int listener_queue_len(int fd);
+/* The backlog an adopted socket found at 0 gets back: graced.socket's
+ * Backlog= (the kernel caps it at net.core.somaxconn). */
+#define LISTENER_ADOPT_BACKLOG 4096
+/* Takes over fd, a listening socket another process made and may still
+ * hold (socket activation): checks it is a listening SOCK_STREAM socket,
+ * makes it close-on-exec and non-blocking, and heals what a predecessor
+ * killed in the middle of its drain may have left on it: its SYN filter is
+ * detached, and a backlog of 0 is set back to LISTENER_ADOPT_BACKLOG.
+ * Returns 0 or a negative errno with a one-line reason in err. */
+int listener_adopt(int fd, char *err, size_t errlen);
 /* Writes the bound address of fd as "HOST:PORT". */
 void listener_address(int fd, char *buf, size_t len);
 

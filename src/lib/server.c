@@ -3,6 +3,7 @@
  * (admin.c). It makes them, wires them together and starts them; it is the
  * only file that sees inside struct graced_server. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,22 @@ token_load(struct graced_server *srv)
 	return rc;
 }
 
+/* Listeners passed by socket activation, read before the workers are
+ * counted: each passed "http" socket gets a worker of its own, since one
+ * that nobody polls would keep its queue waiting forever. */
+static int
+activation_load(struct graced_server *srv)
+{
+	char err[256];
+	int rc = activation_take(&srv->act, err, sizeof(err));
+
+	if (rc < 0)
+		log_event("start_failed",
+		    json_pack("{s:s,s:s}", "cause",
+		        "cannot adopt the passed listeners", "error", err));
+	return rc;
+}
+
 struct graced_server *
 graced_server_new(const struct graced_config *cfg)
 {
@@ -76,6 +93,7 @@ graced_server_new(const struct graced_config *cfg)
 	if (srv == NULL)
 		return NULL;
 	srv->cfg = *cfg;
+	srv->act.admin = -1;
 	rc = log_setup(cfg);
 	if (rc < 0) {
 		log_event("start_failed",
@@ -83,12 +101,14 @@ graced_server_new(const struct graced_config *cfg)
 		        "error", strerror(-rc)));
 		goto fail;
 	}
-	if (token_load(srv) < 0)
+	if (token_load(srv) < 0 || activation_load(srv) < 0)
 		goto fail;
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	srv->nworkers = cfg->workers ? cfg->workers :
 	    cpus > 0                 ? (unsigned)cpus :
 	                               1;
+	if (srv->nworkers < srv->act.nhttp)
+		srv->nworkers = srv->act.nhttp;
 	/* Several workers are woken from the main thread: libevent needs its
 	 * locks before any loop is made. One worker runs on the main loop
 	 * itself and needs none. */
@@ -195,6 +215,47 @@ open_listeners(struct graced_server *srv, int *fds, char *err, size_t len)
 	return 0;
 }
 
+/* The adopted public sockets, one per worker: worker i serves a copy
+ * (dup) of passed socket i modulo their number, so fewer sockets than
+ * workers are shared by several workers, each on its own descriptor of
+ * the same socket (closing one copy never resets the queue while others
+ * are open). The passed fds stay ours until graced_server_free. */
+static int
+adopt_listeners(struct graced_server *srv, int *fds, char *err, size_t len)
+{
+	const struct activation *a = &srv->act;
+
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		fds[i] = fcntl(a->http[i % a->nhttp], F_DUPFD_CLOEXEC, 0);
+		if (fds[i] < 0) {
+			int rc = -errno;
+			snprintf(err, len, "dup: %s", strerror(errno));
+			while (i-- > 0)
+				close(fds[i]);
+			return rc;
+		}
+	}
+	listener_address(fds[0], srv->address[0], sizeof(srv->address[0]));
+	return 0;
+}
+
+/* The admin socket: the passed one (a copy, as above) or a new one. */
+static int
+admin_listener(struct graced_server *srv, char *err, size_t len)
+{
+	int fd;
+
+	if (srv->act.admin < 0)
+		return listener_open(
+		    &srv->cfg.admin_listen, LISTENER_ALONE, err, len);
+	fd = fcntl(srv->act.admin, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		fd = -errno;
+		snprintf(err, len, "dup: %s", strerror(errno));
+	}
+	return fd;
+}
+
 int server_fail_step;
 
 /* The test hook: fails start right after step (see server.h). */
@@ -254,12 +315,12 @@ graced_server_start(struct graced_server *srv)
 	health_set_workers(
 	    srv->health, srv->workers, srv->nworkers, &srv->router);
 	cause = err;
-	rc = open_listeners(srv, fds, err, sizeof(err));
+	rc = srv->act.nhttp > 0 ? adopt_listeners(srv, fds, err, sizeof(err)) :
+	                          open_listeners(srv, fds, err, sizeof(err));
 	if (rc < 0)
 		goto out;
 	nfds = srv->nworkers;
-	afd = listener_open(
-	    &srv->cfg.admin_listen, LISTENER_ALONE, err, sizeof(err));
+	afd = admin_listener(srv, err, sizeof(err));
 	rc = afd < 0 ? afd : fail_after(SERVER_STEP_ADMIN_BIND, &cause);
 	if (rc < 0)
 		goto out;
@@ -270,6 +331,8 @@ graced_server_start(struct graced_server *srv)
 		/* worker_listen takes the fd over, even when it fails. */
 		rc = worker_listen(srv->workers[i], fds[i]);
 		nfds--;
+		if (srv->act.nhttp > 0)
+			worker_share(srv->workers[i]);
 	}
 	if (rc == 0)
 		rc = fail_after(SERVER_STEP_LISTEN, &cause);
@@ -372,6 +435,7 @@ graced_server_free(struct graced_server *srv)
 	drain_free(srv->drain);
 	if (srv->base)
 		event_base_free(srv->base);
+	activation_close(&srv->act);
 	log_close();
 	free(srv->admin_token);
 	free(srv);

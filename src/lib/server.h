@@ -6,6 +6,7 @@
 #include <event2/event.h>
 
 #include "graced.h"
+#include "activation.h"
 #include "config.h"
 #include "router.h"
 #include "worker.h"
@@ -27,8 +28,9 @@ struct graced_server {
 	struct health *health; /* /healthz and /metrics */
 	struct admin *admin;
 	struct router router;
-	char address[2][300]; /* bound public and admin addresses */
-	char *admin_token;    /* --admin-token-file's, read once; NULL: none */
+	char address[2][300];  /* bound public and admin addresses */
+	char *admin_token;     /* --admin-token-file's, read once; NULL: none */
+	struct activation act; /* listeners passed to us, kept until free */
 };
 
 /* Tests only: graced_server_start fails (-ECANCELED) right after this step,

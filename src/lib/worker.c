@@ -41,6 +41,9 @@ struct worker {
 	/* Accept failures: pause, count. Its counters are read by /metrics on
 	 * any thread (listener_guard_errors). */
 	struct listener_guard *guard;
+	/* The listener was adopted: another process may hold it. Set by
+	 * worker_share before the loop runs, then only read. */
+	int shared;
 	int closing;      /* listener is draining its queue */
 	int close_wanted; /* close the listener once empty */
 	/* Pending commands: any thread ORs bits in (worker_send), the worker
@@ -197,7 +200,7 @@ close_check_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	/* While connections wait, the listener's accept callback runs and
 	 * (through worker_news) brings us back here. */
-	if (listener_queue_len(w->lfd) > 0)
+	if (!w->shared && listener_queue_len(w->lfd) > 0)
 		return;
 	if (!worker_done(w, WORKER_QUEUE_EMPTY))
 		report(w, WORKER_QUEUE_EMPTY);
@@ -218,6 +221,16 @@ stop_accepting(struct worker *w)
 
 	if (w->lfd < 0)
 		return;
+	if (w->shared) {
+		/* The socket and its queue outlive us (systemd, or the next
+		 * process, holds a copy): a filter, a backlog of 0 or a
+		 * shutdown would reach every holder. Closing our copy resets
+		 * nothing, so the listener closes now and what waits is the
+		 * next process's. */
+		w->close_wanted = 1;
+		event_active(w->close_check_ev, EV_TIMEOUT, 0);
+		return;
+	}
 	rc = listener_filter_syns(w->lfd);
 	if (rc < 0) {
 		int rc2 = listener_shrink_backlog(w->lfd);
@@ -353,8 +366,11 @@ worker_new(const struct worker_env *env, unsigned id)
 int
 worker_listen(struct worker *w, evutil_socket_t fd)
 {
+	/* Backlog 0: libevent leaves the socket's backlog alone (with -1 it
+	 * would listen() again at 128, shrinking an adopted socket's for every
+	 * holder); listener_open already chose one. */
 	w->listener = evconnlistener_new(
-	    w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	    w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (w->listener == NULL) {
 		close(fd);
 		return -ENOMEM;
@@ -368,6 +384,12 @@ worker_listen(struct worker *w, evutil_socket_t fd)
 	listener_guard_attach(w->guard, w->listener);
 	w->lfd = fd;
 	return 0;
+}
+
+void
+worker_share(struct worker *w)
+{
+	w->shared = 1;
 }
 
 static void *

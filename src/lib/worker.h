@@ -58,6 +58,10 @@ struct worker *worker_new(const struct worker_env *env, unsigned id);
 /* Starts serving on the listening socket fd (taken over, closed on failure).
  * 0 or -errno. */
 int worker_listen(struct worker *w, evutil_socket_t fd);
+/* Marks the listener as shared with another process (adopted), before
+ * worker_start: the drain closes it without filtering, shrinking or
+ * waiting for its queue. */
+void worker_share(struct worker *w);
 /* Runs the worker's loop on a thread of its own. 0 or -errno. */
 int worker_start(struct worker *w);
 /* Sends commands (WORKER_* bits) from any thread. */

@@ -26,11 +26,12 @@ class Graced:
     """One running graced serve process."""
 
     def __init__(self, *args, env=None, spool=None, wait=True, wrap=None,
-                 program=None):
+                 program=None, pass_fds=()):
         """wrap: a command prefix that execs graced in the same process,
         e.g. ["prlimit", "--nofile=64:64", "--"]. program: another server
         built on libgraced (an example) that takes the library's options as
-        --NAME VALUE, run instead of `graced serve`."""
+        --NAME VALUE, run instead of `graced serve`. pass_fds: descriptors
+        the process inherits (socket activation)."""
         self.tmp = tempfile.TemporaryDirectory(prefix="graced-test-")
         self.spool = spool or os.path.join(self.tmp.name, "events.jsonl")
         cmd = list(wrap or []) + [program or GRACED]
@@ -54,7 +55,7 @@ class Graced:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=full_env,
-                                     user=user)
+                                     user=user, pass_fds=pass_fds)
         self.exited_at = None
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

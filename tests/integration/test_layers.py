@@ -16,7 +16,7 @@ from harness import run
 # cycle check keeps calls within a layer one-way.
 LAYERS = {
     0: ["config", "framing", "router", "metrics", "http", "log",
-        "listener", "version"],
+        "listener", "version", "activation", "notify"],
     1: ["conn"],
     2: ["request"],
     3: ["worker"],

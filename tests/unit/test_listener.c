@@ -159,6 +159,47 @@ test_zero_backlog_drops_syns_while_queued(void **state)
 }
 
 static void
+test_adopt_heals_what_a_killed_drain_left(void **state)
+{
+	struct sockaddr_in sin;
+	int lfd = open_loopback(&sin), c, a;
+	char err[256];
+
+	(void)state;
+	/* What a predecessor killed in its drain leaves: the filter (where
+	 * there are filters) and a backlog of 0. */
+	listener_filter_syns(lfd);
+	assert_int_equal(listener_shrink_backlog(lfd), 0);
+	assert_int_equal(listener_adopt(lfd, err, sizeof(err)), 0);
+	assert_true(fcntl(lfd, F_GETFD) & FD_CLOEXEC);
+	assert_true(fcntl(lfd, F_GETFL) & O_NONBLOCK);
+	/* Healed: two new clients are queued (a backlog of 0 drops the second
+	 * SYN, a filter the first). */
+	c = client(&sin, 0);
+	a = client(&sin, 0);
+	wait_queue(lfd, 2);
+	close(c);
+	close(a);
+	close(lfd);
+}
+
+static void
+test_adopt_refuses_what_is_not_listening(void **state)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int dgram = socket(AF_INET, SOCK_DGRAM, 0);
+	char err[256];
+
+	(void)state;
+	assert_int_equal(listener_adopt(fd, err, sizeof(err)), -ENOTSOCK);
+	assert_non_null(strstr(err, "not a listening stream socket"));
+	assert_int_equal(listener_adopt(dgram, err, sizeof(err)), -ENOTSOCK);
+	assert_true(listener_adopt(999, err, sizeof(err)) < 0);
+	close(fd);
+	close(dgram);
+}
+
+static void
 test_closing_without_accepting_resets_the_queue(void **state)
 {
 	struct sockaddr_in sin;
@@ -204,6 +245,8 @@ main(void)
 		cmocka_unit_test(
 		    test_closing_without_accepting_resets_the_queue),
 		cmocka_unit_test(test_bind_error_names_the_address),
+		cmocka_unit_test(test_adopt_heals_what_a_killed_drain_left),
+		cmocka_unit_test(test_adopt_refuses_what_is_not_listening),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

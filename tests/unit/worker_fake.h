@@ -64,7 +64,7 @@ worker_fake_start(struct worker_fake *f, const struct graced_route *routes,
 		worker_fake_wake, worker_fake_connections, f };
 	f->w = worker_new(&f->env, 0);
 	assert_non_null(f->w);
-	fd = listener_open(&f->cfg->listen, 0, err, sizeof(err));
+	fd = listener_open(&f->cfg->listen, LISTENER_ALONE, err, sizeof(err));
 	assert_true(fd >= 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&f->sin, &len), 0);
 	assert_int_equal(worker_listen(f->w, fd), 0);

@@ -277,14 +277,16 @@ class HAProxy:
 
 
 class Load:
-    """NTHREADS keep-alive clients through HAProxy, as fast as they go:
+    """nthreads keep-alive clients through HAProxy, as fast as they go:
     POST /v1/events (1 to 3 events, each with a unique id) twice out of
     three, GET /livez once. Every request that does not get its expected
-    complete answer is a failure, by kind."""
+    complete answer is a failure, by kind. The first `fresh` threads open a
+    new connection for each request (test_compose.py uses them)."""
 
-    def __init__(self, port, tag):
+    def __init__(self, port, tag, nthreads=NTHREADS, fresh=0):
         self.port = port
         self.tag = tag
+        self.fresh = fresh
         self.cond = threading.Condition()
         self.sent = 0
         self.ok = 0
@@ -295,7 +297,7 @@ class Load:
         self.stop_ev = threading.Event()
         self.threads = [threading.Thread(target=self._loop, args=(i,),
                                          daemon=True)
-                        for i in range(NTHREADS)]
+                        for i in range(nthreads)]
         for t in self.threads:
             t.start()
 
@@ -373,7 +375,7 @@ class Load:
                     self._fail(kind, "%s %s: %d %r" % (method, path,
                                                        r.status, data[:200]),
                                ids)
-                if r.will_close:
+                if r.will_close or tid < self.fresh:
                     conn.close()
                     conn = None
         finally:

@@ -19,9 +19,11 @@
  *   graced_config_*                   any thread, one config at a time
  *   graced_server_new, _add_routes,   before graced_server_run, on the
  *   _on_drain, _on_stop, _add_status, thread that will run the main loop
- *   _add_metrics, _start
+ *   _add_metrics, _add_count,
+ *   _on_upgrade, _start
  *   graced_server_run, _drain,        the main loop (its thread, or an
- *   _stop_now, _reopen_log, _base     event on graced_server_base())
+ *   _stop_now, _reopen_log, _base,    event on graced_server_base())
+ *   _handover, _upgrade_reply
  *   graced_server_state, _address     any thread
  *   graced_server_free                after graced_server_run returned (or
  *                                     instead of starting)
@@ -169,6 +171,16 @@ GRACED_API int graced_server_run(struct graced_server *srv);
  * draining skips what is left of the drain delay. */
 GRACED_API void graced_server_drain(
     struct graced_server *srv, const char *cause);
+/* Hands the port over to a successor that already serves it (the same
+ * listening sockets, passed to a new process: graced's upgrade). Unlike a
+ * drain there is no delay and /healthz stays ready: the listeners are
+ * closed at once without touching the shared sockets, every reply from now
+ * on carries "Connection: close", idle keep-alive connections get
+ * first-byte-grace seconds to send one more request, and what is in flight
+ * finishes, bounded by shutdown-timeout. SERVING -> STOPPING; ignored in any
+ * other state. cause is logged ("handover"). */
+GRACED_API void graced_server_handover(
+    struct graced_server *srv, const char *cause);
 /* Stops at once (what SIGQUIT does): cuts off what is in flight. */
 GRACED_API void graced_server_stop_now(
     struct graced_server *srv, const char *cause);
@@ -209,6 +221,29 @@ GRACED_API int graced_server_add_status(struct graced_server *srv,
     const char *name, graced_status_fn *fn, void *arg);
 GRACED_API int graced_server_add_metrics(
     struct graced_server *srv, graced_metrics_fn *fn, void *arg);
+
+/* A count hook adds "name":N to /healthz, from the same threads and on
+ * the same terms as a status hook. 0, -EBUSY once started, or -ENOSPC past
+ * 8. */
+typedef unsigned long long graced_count_fn(void *arg);
+GRACED_API int graced_server_add_count(struct graced_server *srv,
+    const char *name, graced_count_fn *fn, void *arg);
+
+/*
+ * Upgrades. POST /admin/upgrade on the admin listener calls the upgrade hook
+ * on the main loop, and the request waits until the service answers it with
+ * graced_server_upgrade_reply() (from the main loop). While one waits, or
+ * once the drain began, another is answered 409; without a hook, 501. The
+ * graced daemon's hook asks its supervisor (README.md, "Upgrades").
+ */
+typedef void graced_upgrade_fn(struct graced_server *srv, void *arg);
+/* 0, or -EBUSY once started. */
+GRACED_API int graced_server_on_upgrade(
+    struct graced_server *srv, graced_upgrade_fn *fn, void *arg);
+/* Answers the waiting upgrade request with status and body (taken); does
+ * nothing but free body if none waits (its client left). */
+GRACED_API void graced_server_upgrade_reply(
+    struct graced_server *srv, int status, json_t *body);
 
 /* Requests. A graced_request stays valid until the reply is sent or the
  * abort callback has run, whichever is first. */

@@ -74,7 +74,7 @@ wait_fd(int fd, short events, double deadline)
 
 int
 client_request(const struct client_url *u, const char *method,
-    const char *token, double timeout, int *status)
+    const char *token, double timeout, int *status, char *body, size_t bodylen)
 {
 	struct addrinfo hints, *res = NULL;
 	double deadline = now_s() + timeout;
@@ -118,8 +118,10 @@ client_request(const struct client_url *u, const char *method,
 		rc = -errno;
 		goto out;
 	}
-	/* Read until the status line is complete. */
-	while (memchr(buf, '\n', got) == NULL && got < sizeof(buf) - 1) {
+	/* Read until the status line is complete, or with body wanted until
+	 * the server closes (the request said Connection: close). */
+	while (got < sizeof(buf) - 1 &&
+	    (body != NULL || memchr(buf, '\n', got) == NULL)) {
 		ssize_t n;
 		rc = wait_fd(fd, POLLIN, deadline);
 		if (rc < 0)
@@ -131,16 +133,22 @@ client_request(const struct client_url *u, const char *method,
 			rc = -errno;
 			goto out;
 		}
-		if (n == 0) {
-			rc = -ECONNRESET;
-			goto out;
-		}
+		if (n == 0)
+			break;
 		got += (size_t)n;
 	}
 	buf[got] = '\0';
+	if (got == 0 || memchr(buf, '\n', got) == NULL) {
+		rc = -ECONNRESET;
+		goto out;
+	}
 	if (sscanf(buf, "HTTP/1.%*d %d", status) != 1) {
 		rc = -EPROTO;
 		goto out;
+	}
+	if (body != NULL) {
+		const char *start = strstr(buf, "\r\n\r\n");
+		snprintf(body, bodylen, "%s", start ? start + 4 : "");
 	}
 	rc = 0;
 out:
@@ -168,52 +176,78 @@ parse_timeout(const char *s, double *out)
 	"[--token-file PATH]\n"                                           \
 	"--token-file defaults to $GRACED_ADMIN_TOKEN_FILE; its bearer "  \
 	"token is sent\nto an instance started with --admin-token-file.\n"
+#define UPGRADE_USAGE                                                    \
+	"usage: graced upgrade [--admin HOST:PORT] [--timeout S] "       \
+	"[--token-file PATH]\n"                                          \
+	"Starts the next generation from the same executable path and "  \
+	"waits until it\nserves (exit 0) or the upgrade is rolled back " \
+	"(exit 1, with the reason).\n"
 
-int
-client_drain(int argc, char **argv)
+/* What `graced drain` and `graced upgrade` share: the admin listener
+ * (default $GRACED_ADMIN_LISTEN or 127.0.0.1:8081), the token file and
+ * the timeout. */
+struct admin_call {
+	const char *cmd;   /* "drain", "upgrade" */
+	const char *usage; /* its usage text */
+	const char *admin;
+	const char *token_file;
+	double timeout;
+	int wait; /* --wait (drain only) */
+};
+
+/* Parses the flags. 0, 1 after --help (exit 0), or -1 (exit 2). */
+static int
+admin_args(struct admin_call *c, int argc, char **argv)
 {
-	const char *admin = getenv("GRACED_ADMIN_LISTEN");
-	const char *token_file = getenv("GRACED_ADMIN_TOKEN_FILE");
-	struct config_addr addr;
-	struct client_url u;
-	char *token = NULL, err[PATH_MAX + 128];
-	double timeout = 60;
-	int wait = 0, status = 0, rc;
-
+	c->admin = getenv("GRACED_ADMIN_LISTEN");
+	c->token_file = getenv("GRACED_ADMIN_TOKEN_FILE");
 	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--wait") == 0) {
-			wait = 1;
+		if (strcmp(argv[i], "--wait") == 0 &&
+		    strcmp(c->cmd, "drain") == 0) {
+			c->wait = 1;
 		} else if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
-			printf(DRAIN_USAGE);
-			return 0;
+			printf("%s", c->usage);
+			return 1;
 		} else if (strcmp(argv[i], "--admin") == 0 && i + 1 < argc) {
-			admin = argv[++i];
+			c->admin = argv[++i];
 		} else if (strcmp(argv[i], "--token-file") == 0 &&
 		    i + 1 < argc) {
-			token_file = argv[++i];
+			c->token_file = argv[++i];
 		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-			if (parse_timeout(argv[++i], &timeout) < 0)
-				return 2;
+			if (parse_timeout(argv[++i], &c->timeout) < 0)
+				return -1;
 		} else {
 			fprintf(stderr,
-			    "graced drain: unexpected argument "
-			    "'%s'\n" DRAIN_USAGE,
-			    argv[i]);
-			return 2;
+			    "graced %s: unexpected argument '%s'\n%s", c->cmd,
+			    argv[i], c->usage);
+			return -1;
 		}
 	}
-	if (config_parse_addr(admin ? admin : "127.0.0.1:8081", &addr) < 0) {
-		fprintf(stderr,
-		    "graced drain: --admin: '%s' is not "
-		    "HOST:PORT\n",
-		    admin);
+	return 0;
+}
+
+/* POSTs to path on the admin listener. Returns client_request's result,
+ * or 2 (bad --admin) or 1 (unreadable token file) with the reason
+ * printed. */
+static int
+admin_post(const struct admin_call *c, const char *path, struct client_url *u,
+    int *status, char *body, size_t bodylen)
+{
+	struct config_addr addr;
+	char *token = NULL, err[PATH_MAX + 128];
+	int rc;
+
+	if (config_parse_addr(c->admin ? c->admin : "127.0.0.1:8081", &addr) <
+	    0) {
+		fprintf(stderr, "graced %s: --admin: '%s' is not HOST:PORT\n",
+		    c->cmd, c->admin);
 		return 2;
 	}
 	/* The same file and rules as the server's --admin-token-file. */
-	if (token_file != NULL && token_file[0] != '\0' &&
-	    admin_token_read(token_file, &token, err, sizeof(err)) < 0) {
-		fprintf(stderr, "graced drain: --token-file: %s\n", err);
+	if (c->token_file != NULL && c->token_file[0] != '\0' &&
+	    admin_token_read(c->token_file, &token, err, sizeof(err)) < 0) {
+		fprintf(stderr, "graced %s: --token-file: %s\n", c->cmd, err);
 		return 1;
 	}
 	/* An admin listener on the wildcard address is reached on loopback. */
@@ -221,11 +255,28 @@ client_drain(int argc, char **argv)
 		strcpy(addr.host, "127.0.0.1");
 	else if (strcmp(addr.host, "::") == 0)
 		strcpy(addr.host, "::1");
-	strcpy(u.host, addr.host);
-	strcpy(u.port, addr.port);
-	strcpy(u.path, wait ? "/admin/drain?wait=1" : "/admin/drain");
-	rc = client_request(&u, "POST", token, timeout, &status);
+	strcpy(u->host, addr.host);
+	strcpy(u->port, addr.port);
+	strcpy(u->path, path);
+	rc =
+	    client_request(u, "POST", token, c->timeout, status, body, bodylen);
 	free(token);
+	return rc;
+}
+
+int
+client_drain(int argc, char **argv)
+{
+	struct admin_call c = { "drain", DRAIN_USAGE, NULL, NULL, 60, 0 };
+	struct client_url u;
+	int status = 0, rc = admin_args(&c, argc, argv);
+
+	if (rc != 0)
+		return rc < 0 ? 2 : 0;
+	rc = admin_post(&c, c.wait ? "/admin/drain?wait=1" : "/admin/drain", &u,
+	    &status, NULL, 0);
+	if (rc > 0)
+		return rc;
 	if (rc == -ECONNREFUSED || rc == -ECONNRESET) {
 		/* Gone already, or exited while we waited: nothing to do. */
 		printf("graced drain: instance at %s:%s is gone\n", u.host,
@@ -242,8 +293,46 @@ client_drain(int argc, char **argv)
 		    u.port, status);
 		return 1;
 	}
-	printf("graced drain: %s\n", wait ? "listeners closed" : "draining");
+	printf("graced drain: %s\n", c.wait ? "listeners closed" : "draining");
 	return 0;
+}
+
+int
+client_upgrade(int argc, char **argv)
+{
+	struct admin_call c = { "upgrade", UPGRADE_USAGE, NULL, NULL, 60, 0 };
+	struct client_url u;
+	char body[1024];
+	json_t *reply, *why;
+	int status = 0, rc = admin_args(&c, argc, argv);
+
+	if (rc != 0)
+		return rc < 0 ? 2 : 0;
+	rc = admin_post(&c, "/admin/upgrade", &u, &status, body, sizeof(body));
+	if (rc > 0)
+		return rc;
+	if (rc < 0) {
+		fprintf(stderr, "graced upgrade: %s:%s: %s\n", u.host, u.port,
+		    rc == -ETIMEDOUT ? "no answer within --timeout" :
+		                       strerror(-rc));
+		return 1;
+	}
+	reply = json_loads(body, 0, NULL);
+	if (status == 200) {
+		printf("graced upgrade: generation %lld serves (pid %lld)\n",
+		    (long long)json_integer_value(
+		        json_object_get(reply, "generation")),
+		    (long long)json_integer_value(
+		        json_object_get(reply, "pid")));
+		json_decref(reply);
+		return 0;
+	}
+	why = json_object_get(reply, "error");
+	fprintf(stderr, "graced upgrade: %s:%s answered %d: %s\n", u.host,
+	    u.port, status,
+	    json_is_string(why) ? json_string_value(why) : body);
+	json_decref(reply);
+	return 1;
 }
 
 int
@@ -274,7 +363,7 @@ client_probe(int argc, char **argv)
 		    stderr, "graced probe: '%s' is not an http:// URL\n", url);
 		return 2;
 	}
-	rc = client_request(&u, "GET", NULL, timeout, &status);
+	rc = client_request(&u, "GET", NULL, timeout, &status, NULL, 0);
 	if (rc < 0) {
 		fprintf(stderr, "graced probe: %s: %s\n", url, strerror(-rc));
 		return 1;

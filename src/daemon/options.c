@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "graced.h"
 #include "options.h"
 
@@ -19,6 +20,12 @@ static const struct {
 	    "file the events of POST /v1/events are appended to" },
 	{ "spool-sync", "batch",
 	    "202 once written (none) or once on stable storage (batch)" },
+	{ "upgrade-timeout", "30",
+	    "seconds a new generation may take to be ready before an upgrade "
+	    "is rolled back (0.1 to 3600)" },
+	{ "supervisor", "on",
+	    "on: a supervisor keeps the PID and the listeners across "
+	    "upgrades; off: one process, no upgrades" },
 };
 #define NDAEMON_OPTIONS (sizeof(daemon_options) / sizeof(daemon_options[0]))
 
@@ -57,6 +64,27 @@ set(struct options *o, const char *name, const char *value, char *err,
 			    value);
 			return -EINVAL;
 		}
+		return 0;
+	}
+	if (strcmp(name, "upgrade-timeout") == 0) {
+		if (config_parse_seconds(value, &o->upgrade_timeout) < 0 ||
+		    o->upgrade_timeout < 0.1 || o->upgrade_timeout > 3600) {
+			snprintf(err, errlen,
+			    "--upgrade-timeout: expected seconds from 0.1 to "
+			    "3600, got '%.40s'",
+			    value);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(name, "supervisor") == 0) {
+		if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+			snprintf(err, errlen,
+			    "--supervisor: expected on or off, got '%.40s'",
+			    value);
+			return -EINVAL;
+		}
+		o->supervisor = strcmp(value, "on") == 0;
 		return 0;
 	}
 	int rc = graced_config_set(o->cfg, name, value, err, errlen);

@@ -14,6 +14,8 @@ struct options {
 	struct graced_config *cfg;   /* the library's options */
 	char spool[PATH_MAX];        /* events spool file */
 	enum events_sync spool_sync; /* when a 202 is sent */
+	double upgrade_timeout;      /* seconds a new generation may take */
+	int supervisor;              /* 1: run the service under one */
 	int help;                    /* --help was given */
 };
 

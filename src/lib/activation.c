@@ -87,6 +87,8 @@ activation_take(struct activation *a, char *err, size_t errlen)
 
 	a->nhttp = 0;
 	a->admin = -1;
+	a->owned = n > 0 && getenv("GRACED_LISTENERS_OWNED") != NULL &&
+	    strcmp(getenv("GRACED_LISTENERS_OWNED"), "1") == 0;
 	if (n > ACTIVATION_MAX) {
 		snprintf(err, errlen, "LISTEN_FDS=%u: more than %d sockets", n,
 		    ACTIVATION_MAX);
@@ -112,7 +114,8 @@ activation_take(struct activation *a, char *err, size_t errlen)
 			rc = -EINVAL;
 		}
 	}
-	if (rc == 0 && n > 0)
+	/* Sockets graced's own supervisor bound for it are not news. */
+	if (rc == 0 && n > 0 && !a->owned)
 		log_adopted(a);
 out:
 	/* The sockets stay open either way: another process may hold them
@@ -120,6 +123,7 @@ out:
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
+	unsetenv("GRACED_LISTENERS_OWNED");
 	return rc;
 }
 

@@ -16,10 +16,15 @@ struct activation {
 	int http[ACTIVATION_MAX]; /* fds named "http", or unnamed */
 	unsigned nhttp;
 	int admin; /* the fd named "admin", -1: none */
+	/* GRACED_LISTENERS_OWNED=1 came with them: the process that bound
+	 * them (graced's supervisor) holds them but never accepts, so this
+	 * process drains them as its own when it stops for good (the SYN
+	 * filter and the queue wait), though not in a handover. */
+	int owned;
 };
 
-/* Reads the three variables, if LISTEN_PID is this process, and unsets
- * them so that children do not inherit them (sd_listen_fds with
+/* Reads the three variables (and GRACED_LISTENERS_OWNED), if LISTEN_PID is
+ * this process, and unsets them so that children do not inherit them (sd_listen_fds with
  * unset_environment). Every fd is checked and healed (listener_adopt) and
  * logged ("listeners_adopted"). a is emptied first; with nothing passed it
  * stays empty. Returns 0, or a negative errno with err set: a socket that is

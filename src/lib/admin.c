@@ -2,7 +2,10 @@
  * reply is held until the public listeners have closed, which is what a
  * Kubernetes preStop hook waits for: the drain tells it (drain_watch), and
  * it holds the end of the main loop until those replies are flushed
- * (drain_hold). Its routes are a const table on the shared router. */
+ * (drain_hold). POST /admin/upgrade hands the request to the service's
+ * upgrade hook and holds it until admin_upgrade_reply. In a handover the
+ * admin listener closes with the public ones. Its routes are a const table
+ * on the shared router. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -41,7 +44,12 @@ struct admin {
 	struct evhttp *http;
 	struct router router; /* admin_routes */
 	struct waiter *waiters;
-	struct listener_guard *guard; /* accept failures: pause, count */
+	struct listener_guard *guard;      /* accept failures: pause, count */
+	struct evhttp_bound_socket *bound; /* NULL once closed (handover) */
+	struct graced_server *srv;         /* handed to the upgrade hook */
+	graced_upgrade_fn *upgrade;        /* NULL: 501 */
+	void *upgrade_arg;
+	struct evhttp_request *upgrading; /* the one waiting upgrade request */
 };
 
 static void
@@ -96,8 +104,20 @@ reply_state(struct admin *a, struct evhttp_request *req, int status)
 	        "{s:s}", "state", graced_state_name(drain_state(a->drain))));
 }
 
+/* Holds the end of the main loop until req's reply is flushed or its
+ * connection is gone. */
+static void
+hold_until_sent(struct admin *a, struct evhttp_request *req)
+{
+	drain_hold(a->drain);
+	evhttp_request_set_on_complete_cb(req, sent_cb, a);
+	evhttp_connection_set_closecb(
+	    evhttp_request_get_connection(req), sent_gone, a);
+}
+
 /* The drain's watcher: answers the waiting "drain --wait" requests once
- * the listeners are closed. */
+ * the listeners are closed, and in a handover closes the admin listener
+ * too (the successor's serves the port). */
 static void
 admin_release(void *arg)
 {
@@ -105,15 +125,66 @@ admin_release(void *arg)
 
 	if (!drain_listeners_closed(a->drain))
 		return;
+	if (drain_handing_over(a->drain) && a->bound != NULL) {
+		listener_guard_detach(a->guard);
+		evhttp_del_accept_socket(a->http, a->bound);
+		a->bound = NULL;
+		log_event(
+		    "listener_closed", json_pack("{s:s}", "listener", "admin"));
+	}
 	while (a->waiters != NULL) {
 		struct evhttp_request *req = a->waiters->req;
 		waiter_unlink(a->waiters);
-		drain_hold(a->drain);
-		evhttp_request_set_on_complete_cb(req, sent_cb, a);
-		evhttp_connection_set_closecb(
-		    evhttp_request_get_connection(req), sent_gone, a);
+		hold_until_sent(a, req);
 		reply_state(a, req, 200);
 	}
+}
+
+static void
+upgrade_gone(struct evhttp_connection *evcon, void *arg)
+{
+	struct admin *a = arg;
+
+	(void)evcon;
+	a->upgrading = NULL;
+}
+
+/* POST /admin/upgrade: one at a time per generation; the hook (the
+ * service's supervisor link) answers through admin_upgrade_reply. */
+static void
+admin_upgrade(struct admin *a, struct evhttp_request *req)
+{
+	if (a->upgrade == NULL) {
+		http_reply_error(
+		    req, 501, "this service cannot upgrade itself");
+		return;
+	}
+	if (a->upgrading != NULL) {
+		http_reply_error(req, 409, "an upgrade is already in progress");
+		return;
+	}
+	if (drain_state(a->drain) != GRACED_SERVING) {
+		http_reply_error(req, 409, "the service is stopping");
+		return;
+	}
+	a->upgrading = req;
+	evhttp_connection_set_closecb(
+	    evhttp_request_get_connection(req), upgrade_gone, a);
+	a->upgrade(a->srv, a->upgrade_arg);
+}
+
+void
+admin_upgrade_reply(struct admin *a, int status, json_t *body)
+{
+	struct evhttp_request *req = a->upgrading;
+
+	if (req == NULL) {
+		json_decref(body);
+		return;
+	}
+	a->upgrading = NULL;
+	hold_until_sent(a, req);
+	http_reply_json(req, status, body);
 }
 
 static void
@@ -321,6 +392,7 @@ admin_metrics(struct admin *a, struct evhttp_request *req)
 /* The router finds the route; the handler at the same index serves it. */
 static const struct graced_route admin_routes[] = {
 	{ "POST", "/admin/drain", NULL },
+	{ "POST", "/admin/upgrade", NULL },
 	{ "GET", "/healthz", NULL },
 	{ "GET", "/livez", NULL },
 	{ "GET", "/metrics", NULL },
@@ -328,6 +400,7 @@ static const struct graced_route admin_routes[] = {
 static void (*const admin_handlers[])(
     struct admin *, struct evhttp_request *) = {
 	admin_drain,
+	admin_upgrade,
 	admin_healthz,
 	admin_livez,
 	admin_metrics,
@@ -374,6 +447,9 @@ admin_new(const struct admin_env *env, int fd)
 	a->drain = env->drain;
 	a->health = env->health;
 	a->token = env->token;
+	a->srv = env->srv;
+	a->upgrade = env->upgrade;
+	a->upgrade_arg = env->upgrade_arg;
 	router_add(&a->router, admin_routes, ADMIN_NROUTES, NULL);
 	a->http = evhttp_new(env->base);
 	a->guard = listener_guard_new(env->base, "admin");
@@ -383,7 +459,9 @@ admin_new(const struct admin_env *env, int fd)
 	                            NULL;
 	if (lev == NULL)
 		close(fd);
-	if (lev == NULL || evhttp_bind_listener(a->http, lev) == NULL) {
+	if (lev != NULL)
+		a->bound = evhttp_bind_listener(a->http, lev);
+	if (lev == NULL || a->bound == NULL) {
 		if (lev != NULL)
 			evconnlistener_free(lev);
 		admin_free(a);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <event2/event.h>
 
+#include "graced.h"
 #include "config.h"
 
 struct admin;
@@ -21,11 +22,17 @@ struct admin_env {
 	struct drain *drain;     /* it begins the drain and watches it */
 	const struct health *health;
 	const char *token; /* required bearer token, or NULL; must outlive it */
+	struct graced_server *srv;  /* handed to the upgrade hook */
+	graced_upgrade_fn *upgrade; /* POST /admin/upgrade, or NULL: 501 */
+	void *upgrade_arg;
 };
 
 /* Serves on the listening socket fd (taken over); NULL on failure. */
 struct admin *admin_new(const struct admin_env *env, int fd);
 void admin_free(struct admin *a);
+/* Answers the waiting POST /admin/upgrade, if any (its connection may be
+ * gone); takes body. */
+void admin_upgrade_reply(struct admin *a, int status, json_t *body);
 /* The admin listener's accept failures, for /metrics. */
 const struct listener_guard *admin_guard(const struct admin *a);
 

@@ -4,6 +4,7 @@
  *   drain_stop     DRAINING -> STOPPING  (delay over, second signal)
  *   drain_finish   STOPPING -> STOPPED   (nothing left)
  *   drain_cut_off  any      -> STOPPED   (shutdown timeout, SIGQUIT)
+ *   drain_handover SERVING  -> STOPPING  (a successor serves the port)
  * Each transition is logged with the counts that matter. */
 #include <errno.h>
 #include <stdlib.h>
@@ -43,8 +44,11 @@ struct drain {
 	struct event *check_ev;   /* a worker reported progress */
 	unsigned drain_requests;  /* drain signals received */
 	int close_sent;           /* workers told to close their listeners */
-	int cutting;              /* workers told to cut off */
-	const char *cut_why;      /* ... and why */
+	/* The stop is a handover (drain_handover): /healthz stays ready.
+	 * Written by the main loop (SHARED_SET), read anywhere. */
+	int handover;
+	int cutting;         /* workers told to cut off */
+	const char *cut_why; /* ... and why */
 	/* Written by the main loop (SHARED_SET), read by /metrics and /healthz
 	 * on any thread (SHARED_GET). */
 	uint64_t started_ms;  /* SERVING since */
@@ -211,6 +215,38 @@ drain_stop(struct drain *d, const char *why)
 	        (fresh ? WORKER_CLOSE_FRESH : WORKER_CLOSE_IDLE));
 	if (!fresh)
 		event_add(d->grace_ev, &grace);
+}
+
+void
+drain_handover(struct drain *d, const char *cause)
+{
+	struct timeval window = seconds_tv(d->cfg->first_byte_grace);
+	struct timeval timeout = seconds_tv(d->cfg->shutdown_timeout);
+	uint64_t now = now_ms();
+
+	if (d->state != GRACED_SERVING)
+		return;
+	/* The port is shared with the successor, which already accepts: no
+	 * readiness flip and no delay. Replies close from now on, each
+	 * listener closes without touching the socket, and the keep-alive
+	 * connections get the window to send one more request. */
+	SHARED_SET(&d->handover, 1);
+	send_all(d, WORKER_DRAIN | WORKER_HAND_OVER | WORKER_STOP_ACCEPT);
+	SHARED_SET(&d->drain_ms, now);
+	SHARED_SET(&d->stopping_ms, now);
+	set_state(d, GRACED_STOPPING);
+	event_add(d->timeout_ev, &timeout);
+	log_transition(d, "handover", "cause", cause, 0);
+	for (unsigned i = 0; i < d->ndrain_hooks; i++)
+		((graced_drain_fn *)d->on_drain[i].fn)(
+		    d->srv, d->on_drain[i].arg);
+	event_add(d->grace_ev, &window);
+}
+
+int
+drain_handing_over(const struct drain *d)
+{
+	return SHARED_GET(&d->handover);
 }
 
 /* The one place the main loop ends, once STOPPED. What is held (the
@@ -428,9 +464,11 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 static void
 grace_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct drain *d = arg;
+
 	(void)fd;
 	(void)what;
-	send_all(arg, WORKER_CLOSE_FRESH);
+	send_all(d, WORKER_CLOSE_FRESH | (d->handover ? WORKER_CLOSE_IDLE : 0));
 }
 
 static void

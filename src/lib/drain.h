@@ -40,6 +40,12 @@ void drain_serving(struct drain *d, const char *listen, const char *admin);
 void drain_begin(struct drain *d, const char *cause);
 void drain_stop(struct drain *d, const char *why);
 void drain_cut_off(struct drain *d, const char *why);
+/* A handover (graced_server_handover): SERVING -> STOPPING at once, with
+ * the listeners closed as shared sockets, /healthz still ready, and idle
+ * keep-alive connections closed after --first-byte-grace. */
+void drain_handover(struct drain *d, const char *cause);
+/* Whether the stop is a handover (any thread). */
+int drain_handing_over(const struct drain *d);
 /* A drain signal (graced_server_drain): begins the drain, and a second one
  * while draining skips the rest of the delay. */
 void drain_signal(struct drain *d, const char *cause);

@@ -32,7 +32,8 @@ struct health {
 	const struct listener_guard *admin_guard;
 	struct health_hook status[HEALTH_MAX_HOOKS];
 	struct health_hook metrics[HEALTH_MAX_HOOKS];
-	unsigned nstatus, nmetrics;
+	struct health_hook counts[HEALTH_MAX_HOOKS];
+	unsigned nstatus, nmetrics, ncounts;
 };
 
 struct health *
@@ -77,6 +78,16 @@ health_add_status(
 }
 
 int
+health_add_count(
+    struct health *h, const char *name, graced_count_fn *fn, void *arg)
+{
+	if (h->ncounts == HEALTH_MAX_HOOKS)
+		return -ENOSPC;
+	h->counts[h->ncounts++] = (struct health_hook){ (void *)fn, arg, name };
+	return 0;
+}
+
+int
 health_add_metrics(struct health *h, graced_metrics_fn *fn, void *arg)
 {
 	if (h->nmetrics == HEALTH_MAX_HOOKS)
@@ -110,7 +121,8 @@ put_s(char *p, const char *s)
 	return p + len;
 }
 
-/* The application's fields, "name":"word", from its status hooks: each
+/* The application's fields, "name":"word", from its status hooks (and
+ * "name":N from its count hooks): each
  * escaped (log.c's JSON escape) into one buffer and added at once. */
 static void
 put_status_fields(
@@ -131,6 +143,19 @@ put_status_fields(
 		buf[n++] = '"';
 		evbuffer_add(out, buf, n);
 	}
+	/* The count hooks' fields, "name":N. */
+	for (unsigned i = 0; i < h->ncounts; i++) {
+		graced_count_fn *fn = (graced_count_fn *)h->counts[i].fn;
+		size_t n = 0;
+		buf[n++] = ',';
+		buf[n++] = '"';
+		n += log_escape(buf + n, half, h->counts[i].name,
+		    strlen(h->counts[i].name));
+		buf[n++] = '"';
+		buf[n++] = ':';
+		n = (size_t)(put_u(buf + n, fn(h->counts[i].arg)) - buf);
+		evbuffer_add(out, buf, n);
+	}
 }
 
 int
@@ -139,7 +164,7 @@ health_render(const struct health *h, struct evbuffer *out)
 	enum graced_state state = drain_state(h->drain);
 	const char *words[HEALTH_MAX_HOOKS], *status;
 	char head[256], *p = head;
-	int ready = 1;
+	int ready = 1, up;
 
 	for (unsigned i = 0; i < h->nstatus; i++) {
 		int r = 1;
@@ -149,10 +174,16 @@ health_render(const struct health *h, struct evbuffer *out)
 			words[i] = "";
 		ready = ready && r;
 	}
+	/* A generation handing over to its successor stays ready: the port
+	 * is the successor's now, and a client still on this one must not
+	 * see a failure. */
+	up = state == GRACED_SERVING ||
+	    (state == GRACED_STOPPING && drain_handing_over(h->drain));
+
 	/* Draining wins over unready: the balancer must see the drain. */
-	status = state == GRACED_SERVING ? (ready ? "ok" : "unready") :
-	    state == GRACED_STARTING     ? "starting" :
-	                                   "draining";
+	status = up                  ? (ready ? "ok" : "unready") :
+	    state == GRACED_STARTING ? "starting" :
+	                               "draining";
 
 	/* Built by hand, not through jansson or printf: this is the endpoint
 	 * load balancers hit most, and every value is a number or a word. */
@@ -184,7 +215,7 @@ health_render(const struct health *h, struct evbuffer *out)
 	evbuffer_add(out, head, (size_t)(p - head));
 	put_status_fields(h, words, out);
 	evbuffer_add(out, "}", 1);
-	return state == GRACED_SERVING && ready ? 200 : 503;
+	return up && ready ? 200 : 503;
 }
 
 static void

@@ -33,6 +33,8 @@ void health_set_admin_guard(
 #define HEALTH_MAX_HOOKS 8
 int health_add_status(
     struct health *h, const char *name, graced_status_fn *fn, void *arg);
+int health_add_count(
+    struct health *h, const char *name, graced_count_fn *fn, void *arg);
 int health_add_metrics(struct health *h, graced_metrics_fn *fn, void *arg);
 
 /* Appends the /healthz body to out; returns 200 while serving and every

@@ -177,6 +177,36 @@ graced_server_add_metrics(
 	return health_add_metrics(srv->health, fn, arg);
 }
 
+int
+graced_server_add_count(
+    struct graced_server *srv, const char *name, graced_count_fn *fn, void *arg)
+{
+	if (started(srv))
+		return -EBUSY;
+	return health_add_count(srv->health, name, fn, arg);
+}
+
+int
+graced_server_on_upgrade(
+    struct graced_server *srv, graced_upgrade_fn *fn, void *arg)
+{
+	if (started(srv))
+		return -EBUSY;
+	srv->upgrade = fn;
+	srv->upgrade_arg = arg;
+	return 0;
+}
+
+void
+graced_server_upgrade_reply(struct graced_server *srv, int status, json_t *body)
+{
+	if (srv->admin == NULL) {
+		json_decref(body);
+		return;
+	}
+	admin_upgrade_reply(srv->admin, status, body);
+}
+
 static int
 start_failed(const char *err, int rc)
 {
@@ -331,7 +361,7 @@ graced_server_start(struct graced_server *srv)
 		/* worker_listen takes the fd over, even when it fails. */
 		rc = worker_listen(srv->workers[i], fds[i]);
 		nfds--;
-		if (srv->act.nhttp > 0)
+		if (srv->act.nhttp > 0 && !srv->act.owned)
 			worker_share(srv->workers[i]);
 	}
 	if (rc == 0)
@@ -339,8 +369,9 @@ graced_server_start(struct graced_server *srv)
 	if (rc < 0)
 		goto out;
 	cause = "cannot serve the admin listener";
-	srv->admin = admin_new(&(struct admin_env){ &srv->cfg, srv->base,
-	                           srv->drain, srv->health, srv->admin_token },
+	srv->admin = admin_new(
+	    &(struct admin_env){ &srv->cfg, srv->base, srv->drain, srv->health,
+	        srv->admin_token, srv, srv->upgrade, srv->upgrade_arg },
 	    afd);
 	afd = -1; /* taken over */
 	health_set_admin_guard(srv->health, admin_guard(srv->admin));
@@ -384,6 +415,12 @@ void
 graced_server_drain(struct graced_server *srv, const char *cause)
 {
 	drain_signal(srv->drain, cause);
+}
+
+void
+graced_server_handover(struct graced_server *srv, const char *cause)
+{
+	drain_handover(srv->drain, cause);
 }
 
 void

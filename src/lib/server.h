@@ -31,6 +31,8 @@ struct graced_server {
 	char address[2][300];  /* bound public and admin addresses */
 	char *admin_token;     /* --admin-token-file's, read once; NULL: none */
 	struct activation act; /* listeners passed to us, kept until free */
+	graced_upgrade_fn *upgrade; /* POST /admin/upgrade's hook, or NULL */
+	void *upgrade_arg;
 };
 
 /* Tests only: graced_server_start fails (-ECANCELED) right after this step,

@@ -42,7 +42,8 @@ struct worker {
 	 * any thread (listener_guard_errors). */
 	struct listener_guard *guard;
 	/* The listener was adopted: another process may hold it. Set by
-	 * worker_share before the loop runs, then only read. */
+	 * worker_share before the loop runs, or by WORKER_HAND_OVER on the
+	 * worker's loop; read there only. */
 	int shared;
 	int closing;      /* listener is draining its queue */
 	int close_wanted; /* close the listener once empty */
@@ -261,6 +262,8 @@ cmd_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (cmds & WORKER_DRAIN)
 		conn_mark_close(w->conns);
+	if (cmds & WORKER_HAND_OVER)
+		w->shared = 1;
 	if (cmds & WORKER_STOP_ACCEPT)
 		stop_accepting(w);
 	if (cmds & WORKER_CLOSE_LISTENER) {

@@ -24,6 +24,10 @@ enum {
 	WORKER_CLOSE_IDLE = 1 << 3,     /* close idle keep-alive connections */
 	WORKER_CLOSE_FRESH = 1 << 4,    /* ... and those that never spoke */
 	WORKER_CUT_OFF = 1 << 5,        /* close everything */
+	/* A successor serves the listener from now on: it is treated as
+	 * shared (no filter, no backlog change, closed at once). Sent with
+	 * WORKER_STOP_ACCEPT, it is carried out first. */
+	WORKER_HAND_OVER = 1 << 6,
 };
 
 /* What a worker reports it has done (worker_done), each once. */

@@ -118,8 +118,13 @@ listeners_open(struct sup *s)
 	char err[512];
 	int rc = activation_take(&s->lis, err, sizeof(err));
 
-	if (rc < 0)
-		goto fail;
+	if (rc < 0) {
+		/* As graced_server_new says it. */
+		log_event("start_failed",
+		    json_pack("{s:s,s:s}", "cause",
+		        "cannot adopt the passed listeners", "error", err));
+		return -1;
+	}
 	/* Passed sockets stay the manager's: never filtered by anyone. */
 	s->lis.owned = s->lis.nhttp == 0;
 	/* More workers than sockets share them (graced_server_start). */
@@ -445,16 +450,22 @@ upgrade_timer_cb(evutil_socket_t fd, short what, void *arg)
 	upgrade_failed(s, why);
 }
 
-/* The service ends: every generation drains (or stops, for SIGQUIT). */
+/* The service ends: every generation drains (or stops, for SIGQUIT); sig
+ * 0 when the current one began its drain by itself. */
 static void
 stop_all(struct sup *s, int sig, const char *cause)
 {
 	if (!s->stopping)
 		notify_send("STOPPING=1\nSTATUS=draining (%s)", cause);
 	s->stopping = 1;
+	/* No generation will be started any more: the ones running hold the
+	 * listeners, and the last to close them does it without resetting
+	 * their queue (its drain). A copy kept here would hold connections
+	 * that nobody accepts until we exit. */
+	activation_close(&s->lis);
 	if (s->next != NULL)
 		upgrade_failed(s, "the service is stopping");
-	for (struct gen *g = s->gens; g != NULL; g = g->next)
+	for (struct gen *g = s->gens; g != NULL && sig != 0; g = g->next)
 		if (g->role != GEN_OLD || sig == SIGQUIT)
 			pass_signal(g, sig);
 }
@@ -466,6 +477,10 @@ gen_ready(struct sup *s, struct gen *g)
 		(SUPERVISOR_PROBATION_MS % 1000) * 1000 };
 
 	g->ready = 1;
+	log_event("generation_ready",
+	    json_pack("{s:I,s:I,s:s,s:I}", "generation", (json_int_t)g->n,
+	        "pid", (json_int_t)g->pid, "role", role_names[g->role], "ms",
+	        (json_int_t)(now_ms() - g->since)));
 	if (g->signo != 0)
 		kill(g->pid, g->signo);
 	if (g->signo != 0 || g->role == GEN_FAILED)
@@ -499,7 +514,7 @@ link_read_cb(struct bufferevent *bev, void *arg)
 			/* The current one drains on its own (POST
 			 * /admin/drain): the service is ending. */
 			if (g == s->current && !s->stopping)
-				stop_all(s, SIGTERM, "admin");
+				stop_all(s, 0, "admin");
 		}
 		free(line);
 	}
@@ -584,11 +599,15 @@ gen_exited(struct sup *s, struct gen *g, int wstatus)
 	char how[64], why[128];
 	int code = describe_exit(wstatus, how, sizeof(how));
 
-	log_event("generation_exit",
-	    json_pack("{s:I,s:I,s:s,s:s,s:i,s:I}", "generation",
-	        (json_int_t)g->n, "pid", (json_int_t)g->pid, "role",
-	        role_names[g->role], "how", how, "status", code, "ms",
-	        (json_int_t)(now_ms() - g->since)));
+	/* The current generation's own exits (0 after a clean drain, 1 when
+	 * it cut requests off or could not start) end the service, and its
+	 * last line ("stopped", "start_failed") already says so. */
+	if (g != s->current || WIFSIGNALED(wstatus) || code > 1)
+		log_event("generation_exit",
+		    json_pack("{s:I,s:I,s:s,s:s,s:i,s:I}", "generation",
+		        (json_int_t)g->n, "pid", (json_int_t)g->pid, "role",
+		        role_names[g->role], "how", how, "status", code, "ms",
+		        (json_int_t)(now_ms() - g->since)));
 	for (struct gen **p = &s->gens; *p != NULL; p = &(*p)->next)
 		if (*p == g) {
 			*p = g->next;

@@ -386,6 +386,10 @@ graced_server_start(struct graced_server *srv)
 		rc = fail_after(SERVER_STEP_THREADS, &cause);
 	if (rc < 0)
 		goto out;
+	/* Owned sockets (graced's supervisor): the workers' copies are the
+	 * only ones this process keeps, so its drain's close is the last. */
+	if (srv->act.owned)
+		activation_close(&srv->act);
 	drain_serving(srv->drain, srv->address[0], srv->address[1]);
 out:
 	for (unsigned i = srv->nworkers - nfds; i < srv->nworkers; i++)

@@ -26,15 +26,17 @@ class Graced:
     """One running graced serve process."""
 
     def __init__(self, *args, env=None, spool=None, wait=True, wrap=None,
-                 program=None, pass_fds=()):
+                 program=None, pass_fds=(), binary=None):
         """wrap: a command prefix that execs graced in the same process,
         e.g. ["prlimit", "--nofile=64:64", "--"]. program: another server
         built on libgraced (an example) that takes the library's options as
         --NAME VALUE, run instead of `graced serve`. pass_fds: descriptors
-        the process inherits (socket activation)."""
+        the process inherits (socket activation). binary: the graced
+        executable to start instead of the build's (a copy an upgrade test
+        replaces)."""
         self.tmp = tempfile.TemporaryDirectory(prefix="graced-test-")
         self.spool = spool or os.path.join(self.tmp.name, "events.jsonl")
-        cmd = list(wrap or []) + [program or GRACED]
+        cmd = list(wrap or []) + [program or binary or GRACED]
         if program is None:
             cmd += ["serve", "--spool", self.spool]
         cmd += ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]

@@ -13,7 +13,8 @@ LISTEN_FDS=1, LISTEN_FDNAMES=http and LISTEN_PID set to graced's pid.
    exactly once. The queue waits for the next process, and no process
    left a filter or a shrunk backlog on the socket. With one and with two
    workers (two workers share the one passed socket).
-4. The READY=1 (with MAINPID) and STOPPING=1 messages, and STATUS= lines,
+4. The READY=1 (with MAINPID), RELOADING=1 (with MONOTONIC_USEC) and
+   READY=1 around an upgrade, and STOPPING=1 messages, and STATUS= lines,
    arrive in order on a test-owned NOTIFY_SOCKET (a path, and an abstract
    name); graced serves as usual without NOTIFY_SOCKET and with one that
    does not exist.
@@ -303,6 +304,12 @@ def messages_in_order(abstract):
     try:
         msgs = [r.recv(4096).decode()]
         assert g.request("GET", "/livez")[0] == 200
+        # An upgrade: RELOADING=1 (with the time) when it begins, READY=1
+        # when the new generation serves.
+        g.signal(signal.SIGUSR2)
+        msgs.append(r.recv(4096).decode())
+        msgs.append(r.recv(4096).decode())
+        g.wait_event("upgrade_ready")
         g.signal(signal.SIGTERM)
         assert g.wait_exit() == 0, g.log_text()
         r.settimeout(0.5)
@@ -313,17 +320,27 @@ def messages_in_order(abstract):
             pass
         lines = [m.split("\n") for m in msgs]
         print("  messages: %r" % msgs)
+        # The supervisor is the main PID, and the only sender.
         assert "READY=1" in lines[0], msgs
         assert "MAINPID=%d" % g.proc.pid in lines[0], msgs
+        assert "RELOADING=1" in lines[1], msgs
+        usec = [l for l in lines[1] if l.startswith("MONOTONIC_USEC=")]
+        assert usec and 0 < int(usec[0].split("=")[1]) <= \
+            time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000, msgs
+        assert "READY=1" in lines[2], msgs
         stopping = [i for i, m in enumerate(lines) if "STOPPING=1" in m]
-        assert stopping and stopping[0] > 0, msgs
-        assert not any("READY=1" in m for m in lines[1:]), msgs
+        assert stopping and stopping[0] > 2, msgs
+        assert not any("READY=1" in m or "RELOADING=1" in m
+                       for m in lines[3:]), msgs
         status = [l for m in lines for l in m if l.startswith("STATUS=")]
         assert status[0].startswith("STATUS=serving on 127.0.0.1:%d" %
                                     g.port), status
+        assert status[1] == "STATUS=upgrading to generation 2", status
+        assert status[2].startswith("STATUS=serving on") and \
+            "generation 2" in status[2], status
         assert any(s.startswith("STATUS=draining (SIGTERM)")
                    for s in status), status
-        assert status[-1].startswith("STATUS=stopping"), status
+        assert status[-1] == "STATUS=stopped (exit 0)", status
         assert not g.events("notify_failed"), g.log_text()
     finally:
         g.close()
@@ -334,8 +351,8 @@ def messages_in_order(abstract):
 
 
 def test_notify_messages_in_order():
-    """4. READY=1 with MAINPID, then STOPPING=1, with STATUS= lines, on a
-    NOTIFY_SOCKET path."""
+    """4. READY=1 with MAINPID, RELOADING=1 and READY=1 around an upgrade,
+    then STOPPING=1, with STATUS= lines, on a NOTIFY_SOCKET path."""
     messages_in_order(False)
 
 

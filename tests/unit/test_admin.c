@@ -1,7 +1,8 @@
 /* Unit tests for src/lib/admin.c, what a unit test sees better than the
- * black-box test_admin.py: the token file's edge cases, and the bearer
- * token compare and the browser guard on an admin listener of the test's
- * own (a drain with no workers, on a loop of the test's own). */
+ * black-box test_admin.py: the token file's edge cases, the bearer token
+ * compare, the browser guard and POST /admin/upgrade's one waiting request,
+ * on an admin listener of the test's own (a drain with no workers, on a
+ * loop of the test's own). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -122,8 +123,18 @@ struct fake {
 	struct sockaddr_in sin;
 };
 
+static int upgrade_calls; /* the upgrade hook ran */
+
+static void
+upgrade_hook(struct graced_server *srv, void *arg)
+{
+	(void)srv;
+	(void)arg;
+	upgrade_calls++;
+}
+
 static struct fake *
-fake_new(const char *token)
+fake_with(const char *token, graced_upgrade_fn *upgrade)
 {
 	static struct fake f;
 	struct config_addr addr = { "127.0.0.1", "0" };
@@ -140,11 +151,18 @@ fake_new(const char *token)
 	fd = listener_open(&addr, LISTENER_ALONE, err, sizeof(err));
 	assert_true(fd >= 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&f.sin, &len), 0);
-	f.admin = admin_new(
-	    &(struct admin_env){ f.cfg, f.base, f.drain, f.health, token }, fd);
+	f.admin = admin_new(&(struct admin_env){ f.cfg, f.base, f.drain,
+	                        f.health, token, NULL, upgrade, NULL },
+	    fd);
 	assert_non_null(f.admin);
 	drain_serving(f.drain, "-", "-");
 	return &f;
+}
+
+static struct fake *
+fake_new(const char *token)
+{
+	return fake_with(token, NULL);
 }
 
 static void
@@ -226,6 +244,84 @@ test_browser_guard_without_token(void **state)
 	fake_free(f);
 }
 
+/* Sends POST /admin/upgrade; returns the client socket. */
+static int
+post_upgrade(struct fake *f)
+{
+	int fd = lb_client(&f->sin,
+	    "POST /admin/upgrade HTTP/1.1\r\nHost: a\r\n"
+	    "Content-Length: 0\r\n\r\n");
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* The status and body of the reply on fd. */
+static int
+reply_on(struct fake *f, int fd, char *buf, size_t len)
+{
+	ssize_t n = lb_recv(f->base, fd, buf, len - 1);
+
+	assert_true(n > 12);
+	buf[n] = '\0';
+	return atoi(buf + 9);
+}
+
+static void
+test_upgrade_waits_for_its_answer(void **state)
+{
+	struct fake *f = fake_with(NULL, upgrade_hook);
+	char buf[2048];
+	int first, second;
+
+	(void)state;
+	upgrade_calls = 0;
+	first = post_upgrade(f);
+	LB_UNTIL(f->base, upgrade_calls == 1);
+	assert_int_equal(upgrade_calls, 1);
+	/* One at a time: the second is refused at once, without the hook. */
+	second = post_upgrade(f);
+	assert_int_equal(reply_on(f, second, buf, sizeof(buf)), 409);
+	assert_non_null(strstr(buf, "already in progress"));
+	assert_int_equal(upgrade_calls, 1);
+	close(second);
+	/* The first is held until the answer. */
+	for (int i = 0; i < 20; i++)
+		lb_step(f->base);
+	assert_int_equal(recv(first, buf, sizeof(buf), MSG_DONTWAIT), -1);
+	admin_upgrade_reply(f->admin, 200,
+	    json_pack("{s:s,s:i}", "result", "ok", "generation", 2));
+	assert_int_equal(reply_on(f, first, buf, sizeof(buf)), 200);
+	assert_non_null(strstr(buf, "\"generation\":2"));
+	close(first);
+	/* A late answer, with nobody waiting, is dropped. */
+	admin_upgrade_reply(f->admin, 200, json_object());
+	fake_free(f);
+}
+
+static void
+test_upgrade_without_hook_or_while_draining(void **state)
+{
+	struct fake *f = fake_new(NULL), *g;
+	char buf[2048];
+	int fd;
+
+	(void)state;
+	fd = post_upgrade(f);
+	assert_int_equal(reply_on(f, fd, buf, sizeof(buf)), 501);
+	close(fd);
+	fake_free(f);
+	g = fake_with(NULL, upgrade_hook);
+	upgrade_calls = 0;
+	drain_begin(g->drain, "test");
+	fd = post_upgrade(g);
+	assert_int_equal(reply_on(g, fd, buf, sizeof(buf)), 409);
+	assert_non_null(strstr(buf, "stopping"));
+	assert_int_equal(upgrade_calls, 0);
+	close(fd);
+	fake_free(g);
+}
+
 int
 main(void)
 {
@@ -234,6 +330,8 @@ main(void)
 		cmocka_unit_test(test_token_file_unreadable),
 		cmocka_unit_test(test_bearer_token_must_match_exactly),
 		cmocka_unit_test(test_browser_guard_without_token),
+		cmocka_unit_test(test_upgrade_waits_for_its_answer),
+		cmocka_unit_test(test_upgrade_without_hook_or_while_draining),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,10 +158,17 @@ log_transition(struct drain *d, const char *event, const char *key,
 }
 
 void
+drain_open(struct drain *d, int open)
+{
+	set_state(d, open ? GRACED_SERVING : GRACED_STARTING);
+	SHARED_SET(&d->started_ms, open ? now_ms() : 0);
+}
+
+void
 drain_serving(struct drain *d, const char *listen, const char *admin)
 {
-	set_state(d, GRACED_SERVING);
-	SHARED_SET(&d->started_ms, now_ms());
+	if (d->state == GRACED_STARTING)
+		drain_open(d, 1);
 	log_event("serving",
 	    json_pack("{s:s,s:s,s:s,s:I}", "state", "serving", "listen", listen,
 	        "admin", admin, "workers", (json_int_t)d->nworkers));

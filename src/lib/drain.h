@@ -34,6 +34,10 @@ void drain_watch(struct drain *d, void (*fn)(void *arg), void *arg);
 void drain_hold(struct drain *d);
 void drain_release(struct drain *d);
 
+/* STARTING -> SERVING before the worker threads start accepting (so that
+ * their first /healthz already answers 200), and back (open 0) if the start
+ * fails after all. */
+void drain_open(struct drain *d, int open);
 /* The transitions (see drain.c). addresses are the bound public and admin
  * addresses, for the "serving" line. */
 void drain_serving(struct drain *d, const char *listen, const char *admin);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "graced.h"
 #include "log.h"
@@ -128,25 +129,33 @@ write_batch(int fd, int regular, size_t tail, size_t head)
 	struct pollfd p = { fd, POLLOUT, 0 };
 
 	while (tail < head) {
-		char *at = log_ring + tail % LOG_QUEUE_SIZE;
-		size_t len = head - tail;
+		size_t off = tail % LOG_QUEUE_SIZE, len = head - tail, first;
+		struct iovec iov[2];
 		ssize_t n;
-		if (len > (size_t)(log_ring + LOG_QUEUE_SIZE - at))
-			len = (size_t)(log_ring + LOG_QUEUE_SIZE - at);
 		if (!regular) {
-			char *nl;
 			if (poll(&p, 1, 100) == 0) {
 				if (give_up())
 					break;
 				continue;
 			}
-			nl = len > PIPE_BUF ? memrchr(at, '\n', PIPE_BUF) :
-			                      NULL;
-			if (len > PIPE_BUF)
-				len = nl != NULL ? (size_t)(nl - at) + 1 :
-				                   PIPE_BUF;
+			/* Whole lines of at most PIPE_BUF bytes: a pipe
+			 * writes those at once, never mixed with another
+			 * writer's (another generation's). */
+			if (len > PIPE_BUF) {
+				size_t end = PIPE_BUF;
+				while (end > 0 &&
+				    log_ring[(tail + end - 1) %
+				        LOG_QUEUE_SIZE] != '\n')
+					end--;
+				len = end > 0 ? end : PIPE_BUF;
+			}
 		}
-		n = write(fd, at, len);
+		/* Across the end of the ring, still one call: two writes
+		 * could let another process's lines in between. */
+		first = len < LOG_QUEUE_SIZE - off ? len : LOG_QUEUE_SIZE - off;
+		iov[0] = (struct iovec){ log_ring + off, first };
+		iov[1] = (struct iovec){ log_ring, len - first };
+		n = writev(fd, iov, len > first ? 2 : 1);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)

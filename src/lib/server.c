@@ -303,6 +303,7 @@ fail_after(int step, const char **cause)
 static void
 start_undo(struct graced_server *srv)
 {
+	drain_open(srv->drain, 0);
 	drain_set_workers(srv->drain, NULL, 0);
 	health_set_workers(srv->health, NULL, 0, &srv->router);
 	health_set_admin_guard(srv->health, NULL);
@@ -380,6 +381,9 @@ graced_server_start(struct graced_server *srv)
 	if (rc < 0)
 		goto out;
 	cause = "cannot start a worker thread";
+	/* The threads accept at once: a new generation's listeners are
+	 * already in use, and its first answers must say "serving". */
+	drain_open(srv->drain, 1);
 	for (unsigned i = 0; i < srv->nworkers && rc == 0; i++)
 		rc = worker_start(srv->workers[i]);
 	if (rc == 0)

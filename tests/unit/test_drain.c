@@ -14,6 +14,7 @@
 
 #include "graced.h"
 #include "drain.h"
+#include "health.h"
 #include "loopback.h"
 #include "server.h"
 #include "util.h"
@@ -159,6 +160,33 @@ test_admin_drain_is_not_a_signal(void **state)
 	assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
 	assert_int_equal(graced_server_run(srv), 0);
 	graced_server_free(srv);
+}
+
+/* A handover skips the drain delay and the readiness flip: /healthz stays
+ * 200 while the listeners close, and a drain signal changes nothing. */
+static void
+test_handover_stays_ready(void **state)
+{
+	const char *workers[] = { "1", "2" };
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct graced_server *srv = start_workers("60", workers[i]);
+		struct evbuffer *body = evbuffer_new();
+
+		graced_server_handover(srv, "test");
+		assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
+		assert_true(drain_handing_over(srv->drain));
+		assert_int_equal(health_render(srv->health, body), 200);
+		graced_server_drain(srv, "SIGTERM");
+		assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
+		/* Only from SERVING. */
+		graced_server_handover(srv, "again");
+		assert_int_equal(graced_server_run(srv), 0);
+		assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+		evbuffer_free(body);
+		graced_server_free(srv);
+	}
 }
 
 static void
@@ -397,6 +425,7 @@ main(void)
 		cmocka_unit_test(test_every_worker_closes_before_stopped),
 		cmocka_unit_test(test_default_workers_is_online_cpus),
 		cmocka_unit_test(test_admin_drain_is_not_a_signal),
+		cmocka_unit_test(test_handover_stays_ready),
 		cmocka_unit_test(test_transitions_only_go_forward),
 		cmocka_unit_test(test_stop_now_from_serving),
 		cmocka_unit_test(test_free_without_start),

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -192,7 +193,7 @@ spool_write(struct lane *l, int *err)
 	struct events *ev = l->ev;
 	enum spool_state cause = SPOOL_OK;
 	off_t start = -1;
-	int rc;
+	int rc, locked = 0;
 
 	pthread_mutex_lock(&ev->lock);
 	rc = spool_ensure(ev);
@@ -200,6 +201,10 @@ spool_write(struct lane *l, int *err)
 		cause = SPOOL_GONE;
 		goto out;
 	}
+	/* During an upgrade two generations append to the file: the lock
+	 * keeps the other's lines out of the range a failed batch takes
+	 * back (without it, where locks do not work, they could be lost). */
+	locked = flock(ev->fd, LOCK_EX) == 0;
 	start = lseek(ev->fd, 0, SEEK_END);
 	while (evbuffer_get_length(l->batch) > 0) {
 		int n = evbuffer_write(l->batch, ev->fd);
@@ -231,6 +236,8 @@ out:
 		evbuffer_drain(l->batch, evbuffer_get_length(l->batch));
 		__atomic_add_fetch(&ev->errors[cause], 1, __ATOMIC_RELAXED);
 	}
+	if (locked)
+		flock(ev->fd, LOCK_UN);
 	if (cause != SPOOL_IO)
 		spool_set_state(ev, cause, -rc);
 	pthread_mutex_unlock(&ev->lock);

@@ -450,10 +450,11 @@ upgrade_timer_cb(evutil_socket_t fd, short what, void *arg)
 	upgrade_failed(s, why);
 }
 
-/* The service ends: every generation drains (or stops, for SIGQUIT); sig
- * 0 when the current one began its drain by itself. */
+/* The service ends: every generation drains (or stops, for SIGQUIT) but
+ * the old ones, already handing over, and self, one that began its own
+ * drain (POST /admin/drain reached it), which the others then follow. */
 static void
-stop_all(struct sup *s, int sig, const char *cause)
+stop_all(struct sup *s, int sig, const char *cause, struct gen *self)
 {
 	if (!s->stopping)
 		notify_send("STOPPING=1\nSTATUS=draining (%s)", cause);
@@ -465,8 +466,8 @@ stop_all(struct sup *s, int sig, const char *cause)
 	activation_close(&s->lis);
 	if (s->next != NULL)
 		upgrade_failed(s, "the service is stopping");
-	for (struct gen *g = s->gens; g != NULL && sig != 0; g = g->next)
-		if (g->role != GEN_OLD || sig == SIGQUIT)
+	for (struct gen *g = s->gens; g != NULL; g = g->next)
+		if (g != self && (g->role != GEN_OLD || sig == SIGQUIT))
 			pass_signal(g, sig);
 }
 
@@ -511,10 +512,11 @@ link_read_cb(struct bufferevent *bev, void *arg)
 			upgrade_begin(s, g, "admin");
 		else if (strcmp(line, "DRAINING") == 0 && !g->draining) {
 			g->draining = 1;
-			/* The current one drains on its own (POST
-			 * /admin/drain): the service is ending. */
-			if (g == s->current && !s->stopping)
-				stop_all(s, 0, "admin");
+			/* The current one, or the next one on probation,
+			 * drains on its own (POST /admin/drain reached it on
+			 * the shared admin socket): the service is ending. */
+			if (g->role != GEN_OLD && !s->stopping)
+				stop_all(s, SIGTERM, "admin", g);
 		}
 		free(line);
 	}
@@ -624,7 +626,7 @@ gen_exited(struct sup *s, struct gen *g, int wstatus)
 		s->status = code;
 		s->current = NULL;
 		if (!s->stopping)
-			stop_all(s, SIGTERM, how);
+			stop_all(s, SIGTERM, how, NULL);
 	}
 	free(g);
 	send_stats(s);
@@ -643,9 +645,9 @@ signal_cb(evutil_socket_t signo, short what, void *arg)
 
 	(void)what;
 	switch (signo) {
-	case SIGTERM: stop_all(s, SIGTERM, "SIGTERM"); break;
-	case SIGINT: stop_all(s, SIGINT, "SIGINT"); break;
-	case SIGQUIT: stop_all(s, SIGQUIT, "SIGQUIT"); break;
+	case SIGTERM: stop_all(s, SIGTERM, "SIGTERM", NULL); break;
+	case SIGINT: stop_all(s, SIGINT, "SIGINT", NULL); break;
+	case SIGQUIT: stop_all(s, SIGQUIT, "SIGQUIT", NULL); break;
 	case SIGHUP:
 		log_reopen();
 		for (struct gen *g = s->gens; g != NULL; g = g->next)

@@ -277,11 +277,73 @@ def test_spool_sync_flag_checked():
             g.close()
 
 
+def test_two_writers_on_a_full_disk_lose_nothing():
+    """Two processes append to one spool, as two generations do during an
+    upgrade, until the disk is full: a batch that fails is taken back, and
+    with it nothing the other process had already answered 202 for."""
+    if os.geteuid() != 0:
+        raise SkipTest("mounting a small tmpfs needs root")
+    mnt = tempfile.mkdtemp(prefix="graced-tmpfs-")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
+                        mnt], capture_output=True)
+    if r.returncode != 0:
+        os.rmdir(mnt)
+        raise SkipTest("cannot mount tmpfs: %s" % r.stderr.decode().strip())
+    spool = os.path.join(mnt, "events.jsonl")
+    graceds = []
+    accepted = []
+    lock = threading.Lock()
+
+    def writer(g, tag):
+        refused = 0
+        for i in range(3000):
+            ev = {"id": "%s-%d" % (tag, i), "pad": "x" * (50 + i * 37 % 1500)}
+            status, body = post(g, ev)
+            if status == 202:
+                with lock:
+                    accepted.append(ev["id"])
+                refused = 0
+            else:
+                assert status == 503, (status, body)
+                refused += 1
+                if refused == 20:
+                    return
+
+    try:
+        graceds = [Graced(*FAST, spool=spool) for _ in range(2)]
+        for rnd in range(3):
+            filler = os.path.join(mnt, "filler")
+            with open(filler, "wb") as f:
+                f.write(b"x" * 65536)
+            threads = [threading.Thread(target=writer,
+                                        args=(g, "%d-%d-%d" % (rnd, n, t)))
+                       for n, g in enumerate(graceds) for t in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert not any(t.is_alive() for t in threads)
+            os.unlink(filler)
+        ids = [e["id"] for e in spool_events(spool)]
+        print("  %d events answered 202, %d in the spool" % (
+            len(accepted), len(ids)))
+        assert len(ids) == len(set(ids)), "an event is in the spool twice"
+        assert set(ids) == set(accepted), (
+            "%d answered 202 but not in the spool" % len(
+                set(accepted) - set(ids)))
+    finally:
+        for g in graceds:
+            g.close()
+        subprocess.run(["umount", "-l", mnt])
+        os.rmdir(mnt)
+
+
 if __name__ == "__main__":
     run([
         test_healthz_and_metrics_name_the_spool,
         test_file_size_limit_answers_503_and_leaves_nothing_partial,
         test_full_disk_answers_503_until_space_frees,
+        test_two_writers_on_a_full_disk_lose_nothing,
         test_deleted_spool_is_recreated,
         test_spool_gone_until_next_batch_can_recreate_it,
         test_spool_gone_on_sighup_until_a_reopen_succeeds,

@@ -347,6 +347,27 @@ def test_one_upgrade_at_a_time():
         tmp.cleanup()
 
 
+def test_drain_during_probation_ends_the_service():
+    """The current generation drains by itself while the next one is on
+    probation (its admin listener got POST /admin/drain; here, SIGTERM to
+    it): the upgrade fails, the next one drains too, and the service exits
+    0 with no process left."""
+    g = Graced("--drain-delay", "0.2")
+    try:
+        first = g.wait_event("generation_ready")
+        start = len(g.lines)
+        g.signal(signal.SIGUSR2)
+        second = g.wait_event("generation_ready", start=start)
+        os.kill(first["pid"], signal.SIGTERM)
+        failed = g.wait_event("upgrade_failed", start=start)
+        assert failed["reason"] == "the service is stopping", failed
+        assert g.wait_exit() == 0, g.log_text()
+        for pid in (first["pid"], second["pid"]):
+            assert pid_gone(pid), "generation pid %d is still running" % pid
+    finally:
+        g.close()
+
+
 def test_supervisor_off():
     """--supervisor off: one process, which refuses to upgrade (501) and
     logs SIGUSR2 instead of dying of it."""
@@ -405,6 +426,7 @@ if __name__ == "__main__":
         test_rollback_keeps_the_old_generation,
         test_death_within_probation_rolls_back,
         test_one_upgrade_at_a_time,
+        test_drain_during_probation_ends_the_service,
         test_supervisor_off,
         test_generation_death_is_the_service_exit,
         test_supervisor_killed_generation_drains,

@@ -212,6 +212,8 @@ options_usage(FILE *f)
 	    "usage: graced [serve] [--flag VALUE ...]\n"
 	    "       graced drain [--admin HOST:PORT] [--wait] [--timeout S]\n"
 	    "                    [--token-file PATH]\n"
+	    "       graced upgrade [--admin HOST:PORT] [--timeout S] "
+	    "[--token-file PATH]\n"
 	    "       graced probe [URL] [--timeout S]\n"
 	    "       graced --version\n"
 	    "\n"
@@ -225,9 +227,11 @@ options_usage(FILE *f)
 	fprintf(f,
 	    "\n"
 	    "Signals: TERM or INT drain (a second one skips the drain delay),\n"
-	    "QUIT stops at once, HUP reopens the log and spool files.\n"
+	    "QUIT stops at once, HUP reopens the log and spool files, USR2\n"
+	    "upgrades; all go to the supervisor, the process you started.\n"
 	    "Exit status: 0 clean drain, 1 requests cut off or start-up "
-	    "failed, 2 bad usage.\n"
+	    "failed, 2 bad usage,\n128+N the serving generation was killed "
+	    "by signal N.\n"
 	    "\n"
 	    "drain asks a running instance to drain through its admin "
 	    "listener\n(default $GRACED_ADMIN_LISTEN or 127.0.0.1:8081); "
@@ -235,6 +239,9 @@ options_usage(FILE *f)
 	    "--timeout seconds (default 60).\n"
 	    "--token-file PATH (default $GRACED_ADMIN_TOKEN_FILE) sends the "
 	    "bearer token\nthat file holds, for --admin-token-file.\n"
+	    "upgrade starts the next generation through the admin listener "
+	    "and waits\nuntil it serves (exit 0) or is rolled back (exit 1), "
+	    "at most --timeout (60).\n"
 	    "probe exits 0 if URL (default http://127.0.0.1:8080/healthz) "
 	    "answers 2xx.\n");
 }

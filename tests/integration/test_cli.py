@@ -22,7 +22,8 @@ HOST = "127.0.0.1"
 FLAGS = ("--listen", "--admin-listen", "--workers", "--drain-delay",
          "--shutdown-timeout", "--first-byte-grace", "--idle-timeout",
          "--request-timeout", "--max-body", "--max-connections",
-         "--log-format", "--log-file", "--access-log", "--spool")
+         "--log-format", "--log-file", "--access-log", "--spool",
+         "--upgrade-timeout", "--supervisor")
 
 
 # ---------------------------------------------------------------- helpers
@@ -127,8 +128,8 @@ def test_help():
         assert out.startswith("usage:"), (args, out[:200])
         for flag in FLAGS:
             assert flag in out, (args, flag)
-        for word in ("drain", "probe", "--version", "GRACED_DRAIN_DELAY",
-                     "GRACED_MAX_BODY"):
+        for word in ("drain", "probe", "upgrade", "USR2", "--version",
+                     "GRACED_DRAIN_DELAY", "GRACED_MAX_BODY"):
             assert word in out, (args, word)
         assert p.stderr == b"", (args, p.stderr)
 
@@ -158,8 +159,9 @@ def test_man_page_lists_every_flag():
     flags = re.findall(r"^  (--[a-z-]+) ", out, re.M)
     envs = re.findall(r"env (GRACED_[A-Z_]+)$", out, re.M)
     assert len(flags) == len(envs) >= len(FLAGS), (flags, envs)
-    for word in flags + envs + ["drain", "probe", "--version", "SIGTERM",
-                                "EXIT STATUS", "ENVIRONMENT", "FILES"]:
+    for word in flags + envs + ["drain", "probe", "upgrade", "--version",
+                                "SIGTERM", "SIGUSR2", "EXIT STATUS",
+                                "ENVIRONMENT", "FILES"]:
         assert word in text, word
     for flag, env in zip(flags, envs):
         # Each flag's entry names its own variable.

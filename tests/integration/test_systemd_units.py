@@ -2,9 +2,11 @@
 (`systemd-analyze verify`, skipped where the tool is missing), hold the
 invariants graced relies on (Type=notify, the socket named "http",
 TimeoutStopSec above the drain delay plus the shutdown timeout, no
-Type=notify-reload for systemd 252), and graced started with exactly the
-unit's ExecStart flags, on a socket passed as graced.socket passes it,
-serves and tells NOTIFY_SOCKET it is ready."""
+Type=notify-reload for systemd 252, an ExecReload= that runs graced upgrade
+on the unit's admin address and waits long enough), and graced started
+with exactly the unit's ExecStart flags, on a socket passed as
+graced.socket passes it, serves, tells NOTIFY_SOCKET it is ready, and
+upgrades with the unit's ExecReload command."""
 import os
 import shlex
 import shutil
@@ -18,7 +20,13 @@ from test_activation import activated, notify_receiver, owned_socket
 UNITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                      "deploy", "systemd")
 # graced's defaults, for flags the unit leaves out.
-DEFAULTS = {"--drain-delay": "5", "--shutdown-timeout": "25"}
+DEFAULTS = {"--drain-delay": "5", "--shutdown-timeout": "25",
+            "--upgrade-timeout": "30"}
+# systemd's DefaultTimeoutStartSec, which bounds a reload too.
+START_TIMEOUT = "90"
+# A new generation serves this long beside the old one before the old one
+# hands over (SUPERVISOR_PROBATION_MS).
+PROBATION = 1.0
 
 
 def unit(name):
@@ -47,6 +55,10 @@ def one(section, key):
 def exec_start():
     """The ExecStart command line, split as systemd would."""
     return shlex.split(one(unit("graced.service")["Service"], "ExecStart"))
+
+
+def exec_reload():
+    return shlex.split(one(unit("graced.service")["Service"], "ExecReload"))
 
 
 def flag(argv, name):
@@ -97,9 +109,19 @@ def test_service_invariants():
     stop = seconds(one(svc, "TimeoutStopSec"))
     assert stop > budget, "TimeoutStopSec %s must exceed drain delay + " \
         "shutdown timeout (%s)" % (stop, budget)
-    # Debian 12 has systemd 252: Type=notify-reload needs 253.
-    for reload in svc.get("ExecReload", []):
-        assert shlex.split(reload)[1] == "upgrade", reload
+    # Debian 12 has systemd 252: Type=notify-reload needs 253, so
+    # `systemctl reload` runs graced upgrade, which waits for the result.
+    reload = exec_reload()
+    assert reload[:2] == ["/usr/local/bin/graced", "upgrade"], reload
+    assert flag(reload, "--admin") == flag(argv, "--admin-listen"), \
+        "graced upgrade must reach the admin listener ExecStart sets"
+    wait = float(flag(reload, "--timeout"))
+    needed = float(flag(argv, "--upgrade-timeout")) + PROBATION
+    assert wait > needed, "--timeout %s must exceed --upgrade-timeout + " \
+        "the probation (%s)" % (wait, needed)
+    start = seconds(svc.get("TimeoutStartSec", [START_TIMEOUT])[-1])
+    assert wait < start, "TimeoutStartSec %s bounds the reload: above " \
+        "--timeout %s" % (start, wait)
 
 
 def test_socket_invariants():
@@ -113,9 +135,11 @@ def test_socket_invariants():
 
 def test_exec_start_serves_activated():
     """graced with the unit's own flags (admin port and spool moved into
-    the test's reach) on a passed socket: adopts it, says READY=1, drains
-    on SIGTERM."""
+    the test's reach) on a passed socket: adopts it, says READY=1, upgrades
+    with the unit's ExecReload (RELOADING=1, then READY=1), drains on
+    SIGTERM."""
     argv = exec_start()[2:]
+    reload = exec_reload()
     tmp = tempfile.TemporaryDirectory(prefix="graced-unit-")
     swap = {"--admin-listen": "127.0.0.1:0",
             "--spool": os.path.join(tmp.name, "events.jsonl")}
@@ -127,6 +151,19 @@ def test_exec_start_serves_activated():
     try:
         assert g.port == sock.getsockname()[1]
         assert "READY=1" in r.recv(4096).decode().split("\n")
+        assert g.request("GET", "/livez")[0] == 200
+        # systemctl reload: the unit's ExecReload, pointed at the admin
+        # port the test moved.
+        cmd = [GRACED] + [
+            "127.0.0.1:%d" % g.admin_port if reload[i - 1] == "--admin"
+            else a for i, a in enumerate(reload) if i > 0]
+        p = subprocess.run(cmd, capture_output=True, text=True,
+                           timeout=float(flag(reload, "--timeout")) + 10)
+        assert p.returncode == 0, (p.stdout, p.stderr, g.log_text())
+        assert "generation 2 serves" in p.stdout, p.stdout
+        assert "RELOADING=1" in r.recv(4096).decode().split("\n")
+        assert "READY=1" in r.recv(4096).decode().split("\n")
+        g.wait_event("generation_exit", pred=lambda l: l["role"] == "old")
         assert g.request("GET", "/livez")[0] == 200
         g.signal(signal.SIGTERM)
         assert "STOPPING=1" in r.recv(4096).decode().split("\n")

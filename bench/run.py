@@ -8,10 +8,11 @@ Environment:
     GRACED_BIN      the daemon (default: ./src/graced, then ../src/graced
                     next to this script)
     BENCH_SECONDS   wrk duration per measurement (default 5)
-    BENCH_REPEAT    rounds of the wrk rows, the median reported (default 3)
+    BENCH_REPEAT    rounds of the wrk and upgrade rows, the median reported
+                    (default 3)
     BENCH_ONLY      comma-separated substrings: run only the rows whose group
                     or label contains one (e.g. keep-alive, post, access-log,
-                    drain, spool-sync, memory)
+                    drain, spool-sync, upgrade, memory)
     BENCH_CONNS     idle connections for the memory and close rows (10000)
     BENCH_INSTALL   1: install missing wrk / nginx with apt-get (root only)
     BENCH_JSON      also write the raw figures to this file
@@ -24,11 +25,18 @@ core 1; every server is killed and every temporary file removed on the way
 out, also on errors and Ctrl-C.
 """
 
+import array
+import bisect
+import errno
 import http.client
 import json
+import math
+import multiprocessing
 import os
+import pickle
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -154,8 +162,7 @@ def log(msg):
 def selected(group):
     if not ONLY:
         return True
-    labels = [g for g, _, _, _ in ROWS if g == group]
-    labels += [lbl for g, _, lbl, _ in ROWS if g == group]
+    labels = [group] + [lbl for g, _, lbl, _ in ROWS if g == group]
     return any(o in x.lower() for o in ONLY for x in labels)
 
 
@@ -902,6 +909,435 @@ def spool_sync_rows(env):
         shutil.rmtree(disk, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- upgrade
+
+# What clients see across an upgrade (SIGUSR2 to the supervisor), beside a
+# steady window on the same process. graced runs with its defaults but
+# --workers (the access log on, to a file in the temporary directory);
+# a load process on core 1 keeps UPGRADE_KA keep-alive connections and
+# UPGRADE_NEW one-request connections busy, closed loop, and times every
+# request from its first byte (or its connect) to the end of the response.
+UPGRADE_WORKERS = (1, 2)
+UPGRADE_KA = 6
+UPGRADE_NEW = 2
+UPGRADE_WARMUP = 1.0        # s of load before the steady window
+UPGRADE_STEADY = 3.0        # s of the steady window
+UPGRADE_COUNT = 5           # upgrades per round
+UPGRADE_EVERY = 2.0         # s from one SIGUSR2 to the next
+UPGRADE_REQUEST_TIMEOUT = 5.0
+KIND_KA, KIND_RECONNECT, KIND_NEW = 0, 1, 2
+KIND_NAMES = {KIND_KA: "keep-alive, reused connection",
+              KIND_RECONNECT: "keep-alive, reconnect after a close",
+              KIND_NEW: "new connection per request"}
+upgrade_results = {}        # --workers -> medians, timings, failures
+
+
+class Slot:
+    """One client of the load process: a keep-alive connection, or a
+    connection per request (new_each)."""
+
+    def __init__(self, new_each):
+        self.new_each = new_each
+        self.sock = None
+        self.buf = b""
+        self.t0 = None          # start of the request in progress (ns)
+        self.kind = None
+        self.connecting = False
+        self.next_at = 0        # after a failure: not before (ns)
+
+
+def upgrade_load(port, stop_fd, out):
+    """The load process: one selectors loop, so that no lock or thread
+    switch of this script's adds to a request's time. Runs until stop_fd is
+    readable, then pickles every request's (start ns, latency ns or -1 for a
+    failure, kind) and the failures' reasons to out."""
+    sel = selectors.DefaultSelector()
+    sel.register(stop_fd, selectors.EVENT_READ, None)
+    head = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port
+    req_ka = (head + "\r\n").encode()
+    req_new = (head + "Connection: close\r\n\r\n").encode()
+    clen = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.I)
+    cclose = re.compile(rb"\r\nconnection:[ \t]*close", re.I)
+    starts, lats, kinds = array.array("q"), array.array("q"), array.array("b")
+    reasons = {}
+    slots = [Slot(False) for _ in range(UPGRADE_KA)] + \
+            [Slot(True) for _ in range(UPGRADE_NEW)]
+    timeout_ns = int(UPGRADE_REQUEST_TIMEOUT * 1e9)
+
+    def close(sl):
+        if sl.sock is not None:
+            sel.unregister(sl.sock)
+            sl.sock.close()
+            sl.sock = None
+
+    def fail(sl, why):
+        starts.append(sl.t0)
+        lats.append(-1)
+        kinds.append(sl.kind)
+        reasons[why] = reasons.get(why, 0) + 1
+        close(sl)
+        sl.t0 = None
+        sl.next_at = time.monotonic_ns() + 10000000    # no busy loop
+
+    def send(sl):
+        try:
+            sl.sock.send(req_new if sl.new_each else req_ka)
+        except OSError as e:
+            fail(sl, "send: " + (errno.errorcode.get(e.errno) or str(e)))
+
+    def begin(sl):
+        sl.t0 = time.monotonic_ns()
+        sl.buf = b""
+        if sl.sock is not None:
+            sl.kind = KIND_KA
+            send(sl)
+            return
+        sl.kind = KIND_NEW if sl.new_each else KIND_RECONNECT
+        sl.sock = socket.socket()
+        sl.sock.setblocking(False)
+        sl.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sl.sock.connect_ex(("127.0.0.1", port))
+        sel.register(sl.sock, selectors.EVENT_WRITE, sl)
+        sl.connecting = True
+        if err not in (0, errno.EINPROGRESS):
+            fail(sl, "connect: " + errno.errorcode.get(err, str(err)))
+
+    def ready(sl):
+        if sl.connecting:
+            err = sl.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                fail(sl, "connect: " + errno.errorcode.get(err, str(err)))
+                return
+            sl.connecting = False
+            sel.modify(sl.sock, selectors.EVENT_READ, sl)
+            send(sl)
+            return
+        try:
+            data = sl.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            fail(sl, "recv: " + (errno.errorcode.get(e.errno) or str(e)))
+            return
+        if not data:
+            fail(sl, "closed before the response" if not sl.buf
+                 else "closed inside the response")
+            return
+        sl.buf += data
+        end = sl.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        m = clen.search(sl.buf, 0, end)
+        if m is None or len(sl.buf) - end - 4 < int(m.group(1)):
+            return
+        t1 = time.monotonic_ns()
+        status = int(sl.buf[9:12])
+        if status != 200:
+            fail(sl, "status %d" % status)
+            return
+        starts.append(sl.t0)
+        lats.append(t1 - sl.t0)
+        kinds.append(sl.kind)
+        if sl.new_each or cclose.search(sl.buf, 0, end):
+            close(sl)
+        begin(sl)
+
+    for sl in slots:
+        begin(sl)
+    running = True
+    while running:
+        for key, _ in sel.select(0.02):
+            sl = key.data
+            if sl is None:
+                running = False
+            elif key.fileobj is sl.sock and sl.t0 is not None:
+                ready(sl)
+        now = time.monotonic_ns()
+        for sl in slots:
+            if sl.t0 is None and now >= sl.next_at:
+                begin(sl)
+            elif sl.t0 is not None and now - sl.t0 > timeout_ns:
+                fail(sl, "no response within %.0fs" % UPGRADE_REQUEST_TIMEOUT)
+    for sl in slots:
+        close(sl)
+    with open(out, "wb") as f:
+        pickle.dump({"starts": starts, "lats": lats, "kinds": kinds,
+                     "reasons": reasons}, f)
+
+
+class LogFollower:
+    """Reads a log file as it grows, from where the last read stopped, and
+    notes when each event line was seen (time.monotonic_ns). The access
+    log lines are skipped without parsing."""
+
+    def __init__(self, path, proc):
+        self.path, self.proc = path, proc
+        self.pos, self.part = 0, b""
+        self.pending = []       # read, not yet looked at by until()
+        self.broken = 0         # lines that were not one JSON object
+
+    def events(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.pos += len(data)
+        lines = (self.part + data).split(b"\n")
+        self.part = lines.pop()
+        now = time.monotonic_ns()
+        out = []
+        for line in filter(None, lines):
+            # Pieces of lines from two generations can share a line of the
+            # file (README, "Upgrade"): keep every whole object in it.
+            pieces = line.split(b'{"ts":')
+            if len(pieces) != 2 or pieces[0]:
+                self.broken += 1
+            for piece in pieces[1:]:
+                if b'"event":"request"' in piece:
+                    continue
+                try:
+                    out.append((now, json.loads(b'{"ts":' + piece)))
+                except ValueError:
+                    pass
+        return out
+
+    def until(self, match, timeout):
+        """Poll every 2 ms until match(event) is true: (ns, event). With
+        match None, poll for timeout seconds (the steady window polls as an
+        upgrade window does) and return None. An upgrade_failed or
+        upgrade_refused line is an error."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.pending += self.events()
+            while self.pending:
+                t, ev = self.pending.pop(0)
+                if ev.get("event") in ("upgrade_failed", "upgrade_refused"):
+                    raise RuntimeError("graced: %s" % json.dumps(ev))
+                if match is not None and match(ev):
+                    return t, ev
+            if time.monotonic() > deadline:
+                if match is None:
+                    return None
+                raise RuntimeError("graced: no awaited log line within %.0fs; "
+                                   "last lines:\n%s" % (timeout, self.tail()))
+            if not self.proc.alive():
+                raise RuntimeError("graced exited (status %s)"
+                                   % self.proc.p.returncode)
+            time.sleep(0.002)
+
+    def tail(self, n=5):
+        with open(self.path, "rb") as f:
+            lines = [l for l in f.read().decode("utf-8", "replace").splitlines()
+                     if '"event":"request"' not in l]
+        return "\n".join(lines[-n:])
+
+
+def lat_stats(recs, seconds=None):
+    """n, requests/s, p50, p99, max (ms, nearest rank) and failures of a
+    list of (start ns, latency ns or -1, kind)."""
+    ok = sorted(r[1] for r in recs if r[1] >= 0)
+    res = {"n": len(recs), "failed": len(recs) - len(ok), "rps": None}
+    if seconds:
+        res["rps"] = len(recs) / seconds
+    for q, key in ((0.5, "p50"), (0.99, "p99"), (1.0, "max")):
+        res[key] = ok[max(0, math.ceil(q * len(ok)) - 1)] / 1e6 if ok else None
+    return res
+
+
+def upgrade_round(env, workers):
+    """One graced, a steady window, then UPGRADE_COUNT upgrades: the
+    figures of each window, and the upgrades' timings."""
+    d = tempfile.mkdtemp(prefix="graced-", dir=env.tmp)
+    port, admin = free_port(), free_port()
+    logfile = os.path.join(d, "graced.log")
+    pr = Proc("graced-upgrade", SERVER_CPU + [
+        env.graced, "--workers", str(workers),
+        "--listen", "127.0.0.1:%d" % port,
+        "--admin-listen", "127.0.0.1:%d" % admin,
+        "--spool", os.path.join(d, "spool.jsonl"), "--log-file", logfile])
+    follow = LogFollower(logfile, pr)
+    out = os.path.join(d, "load.pickle")
+    stop_r, stop_w = os.pipe()
+    load = None
+    try:
+        follow.until(lambda ev: ev.get("event") == "serving", 10)
+        sanity("graced", port)
+        load = multiprocessing.get_context("fork").Process(
+            target=upgrade_load, args=(port, stop_r, out))
+        load.start()
+        os.close(stop_r)
+        stop_r = None
+        follow.until(None, UPGRADE_WARMUP)
+        t_steady = time.monotonic_ns()
+        follow.until(None, UPGRADE_STEADY)
+        steady = (t_steady, time.monotonic_ns())
+        ups = []
+        t_next = time.monotonic()
+        for i in range(UPGRADE_COUNT):
+            time.sleep(max(0.0, t_next - time.monotonic()))
+            t_next = time.monotonic() + UPGRADE_EVERY
+            t_sig = time.monotonic_ns()
+            os.kill(pr.pid, signal.SIGUSR2)
+            t_serving, _ = follow.until(
+                lambda ev: ev.get("event") == "serving", 40)
+            t_ready, ready = follow.until(
+                lambda ev: ev.get("event") == "upgrade_ready", 40)
+            old = ready["old_pid"]
+            t_exit, _ = follow.until(
+                lambda ev: ev.get("event") == "generation_exit"
+                and ev.get("pid") == old, 40)
+            ups.append((t_sig, t_serving, t_ready, t_exit))
+            log("upgrade %d/%d (--workers %d): new generation serving after "
+                "%.1f ms, upgrade_ready %.1f ms, old generation gone %.1f ms "
+                "after the signal" % (i + 1, UPGRADE_COUNT, workers,
+                                      (t_serving - t_sig) / 1e6,
+                                      (t_ready - t_sig) / 1e6,
+                                      (t_exit - t_sig) / 1e6))
+        # The last window's late requests: give them the request timeout.
+        follow.until(None, 0.5)
+        os.write(stop_w, b"x")
+        load.join(UPGRADE_REQUEST_TIMEOUT + 10)
+        if load.exitcode != 0:
+            raise RuntimeError("the load process ended with status %s"
+                               % load.exitcode)
+        with open(out, "rb") as f:
+            got = pickle.load(f)
+    finally:
+        for fd in (stop_r, stop_w):
+            if fd is not None:
+                os.close(fd)
+        if load is not None and load.is_alive():
+            load.kill()
+            load.join(5)
+        pr.stop(signal.SIGQUIT)
+    recs = sorted(zip(got["starts"], got["lats"], got["kinds"]))
+
+    def within(windows, kind=None):
+        sel, secs = [], 0.0
+        for a, b in windows:
+            i = bisect.bisect_left(recs, (a,))
+            j = bisect.bisect_left(recs, (b,))
+            sel += [r for r in recs[i:j] if kind is None or r[2] == kind]
+            secs += (b - a) / 1e9
+        return lat_stats(sel, secs)
+
+    upgrade = [(u[0], u[3]) for u in ups]
+    figs = {"steady": within([steady]), "upgrade": within(upgrade)}
+    for k in KIND_NAMES:
+        figs["steady", k] = within([steady], k)
+        figs["upgrade", k] = within(upgrade, k)
+    figs["start"] = within([(u[0], u[1]) for u in ups])
+    figs["probation"] = within([(u[1], u[2]) for u in ups])
+    figs["handover"] = within([(u[2], u[3]) for u in ups])
+    timings = {"start": [(u[1] - u[0]) / 1e6 for u in ups],
+               "ready": [(u[2] - u[0]) / 1e6 for u in ups],
+               "exit": [(u[3] - u[2]) / 1e6 for u in ups]}
+    return {"figs": figs, "timings": timings, "reasons": got["reasons"],
+            "broken": follow.broken}
+
+
+def upgrade_rows(env):
+    if not selected("upgrade"):
+        return
+    rounds = {w: [] for w in UPGRADE_WORKERS}
+    for rnd in range(REPEAT):
+        for w in UPGRADE_WORKERS:
+            log("upgrade --workers %d: %.0fs steady, %d upgrades (round %d)"
+                % (w, UPGRADE_STEADY, UPGRADE_COUNT, rnd + 1))
+            res = guard("upgrade --workers %d" % w, upgrade_round, env, w)
+            if res is not None:
+                rounds[w].append(res)
+    for w, runs in rounds.items():
+        if not runs:
+            continue
+        med = {}
+        for name in runs[0]["figs"]:
+            med[name] = {}
+            for what in ("n", "rps", "p50", "p99", "max"):
+                vals = [r["figs"][name][what] for r in runs
+                        if r["figs"][name][what] is not None]
+                med[name][what] = statistics.median(vals) if vals else None
+            # Failures are summed, not a median: one failed request in one
+            # round is one too many.
+            med[name]["failed"] = sum(r["figs"][name]["failed"] for r in runs)
+        timings = {k: statistics.median(t for r in runs for t in r["timings"][k])
+                   for k in runs[0]["timings"]}
+        reasons = {}
+        for r in runs:
+            for why, c in r["reasons"].items():
+                reasons[why] = reasons.get(why, 0) + c
+        upgrade_results[w] = {"median": med, "timings": timings,
+                              "reasons": reasons, "rounds": len(runs),
+                              "all": [r["figs"] for r in runs]}
+        failed = med["steady"]["failed"] + med["upgrade"]["failed"]
+        broken = sum(r["broken"] for r in runs)
+        if broken:
+            note("upgrade --workers %d: %d lines of graced's log file were "
+                 "not one whole JSON object (two processes' writes "
+                 "interleaved)" % (w, broken))
+        if reasons:
+            note("upgrade --workers %d: failed requests: %s" % (w, ", ".join(
+                "%d %s" % (c, why) for why, c in sorted(reasons.items()))))
+        if failed:
+            failures.append("upgrade --workers %d: %d failed requests"
+                            % (w, failed))
+
+
+def upgrade_table(w):
+    """The figures for one --workers: steady beside the upgrade windows, then
+    the requests by kind and by phase of the upgrade."""
+    u = upgrade_results[w]
+    med, rounds = u["median"], u["rounds"]
+
+    def cell(v, what):
+        if v is None:
+            return "-"
+        if what in ("n", "failed"):
+            return "{:,.0f}".format(v)
+        if what == "rps":
+            return "{:,.0f}".format(v)
+        return "%.3f" % v if v < 10 else "%.1f" % v
+
+    def render(head, rows):
+        widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+        lines = ["| " + " | ".join(c.ljust(wd) for c, wd in zip(head, widths)) + " |",
+                 "|" + "|".join("-" * (wd + 2) for wd in widths) + "|"]
+        for r in rows:
+            lines.append("| " + " | ".join(
+                c.ljust(wd) if i == 0 else c.rjust(wd)
+                for i, (c, wd) in enumerate(zip(r, widths))) + " |")
+        return "\n".join(lines)
+
+    rows = []
+    for what, label in (("rps", "requests/s"), ("p50", "p50 latency (ms)"),
+                        ("p99", "p99 latency (ms)"), ("max", "max latency (ms)"),
+                        ("failed", "failed requests, sum of %d rounds" % rounds)):
+        s, g = med["steady"][what], med["upgrade"][what]
+        ratio = "-" if what == "failed" or not s or g is None else "%.2f" % (g / s)
+        rows.append([label, cell(s, what), cell(g, what), ratio])
+    out = [render(["--workers %d" % w, "steady", "upgrade windows",
+                   "upgrade/steady"], rows), ""]
+    rows = []
+    for name, label in [(("steady", k), "steady: " + v) for k, v in KIND_NAMES.items()] + \
+                       [(("upgrade", k), "upgrade: " + v) for k, v in KIND_NAMES.items()] + \
+                       [("start", "upgrade, signal to new generation serving"),
+                        ("probation", "upgrade, probation (both generations accept)"),
+                        ("handover", "upgrade, handover to old generation's exit")]:
+        f = med[name]
+        rows.append([label] + [cell(f[x], x) for x in
+                               ("n", "p50", "p99", "max", "failed")])
+    out.append(render(["--workers %d: requests started in" % w, "requests",
+                       "p50 ms", "p99 ms", "max ms", "failed"], rows))
+    t = u["timings"]
+    out.append("--workers %d, medians of %d upgrades: new generation serving "
+               "%.1f ms after the signal, upgrade_ready %.1f ms after it, "
+               "old generation's exit %.1f ms after upgrade_ready"
+               % (w, rounds * UPGRADE_COUNT, t["start"], t["ready"], t["exit"]))
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------- 10,000 idle
 
 def open_idle(port, n, batch=100):
@@ -1264,6 +1700,7 @@ def main():
         throughput_rows(env)
         drain_rows(env)
         spool_sync_rows(env)
+        upgrade_rows(env)
         idle_rows(env, nconns)
         print()
         print("graced %s; servers pinned to core 0, clients (wrk -t1 -c%d "
@@ -1276,8 +1713,23 @@ def main():
         print("load average (1 min) %.2f at the start, %.2f at the end"
               % (load0, os.getloadavg()[0]))
         print()
-        print(table(nconns))
-        print()
+        if any(v for v in results.values()):
+            print(table(nconns))
+            print()
+        if upgrade_results:
+            print("upgrade rows: graced with its defaults but --workers, "
+                  "--log-file (access log on); the load process on core 1 "
+                  "keeps %d keep-alive and %d new-connection GET /healthz "
+                  "clients busy; each round %.0f s steady, then %d upgrades "
+                  "(SIGUSR2) %.0f s apart, each window from the signal to the "
+                  "old generation's generation_exit line; medians of %d "
+                  "round(s), failures summed"
+                  % (UPGRADE_KA, UPGRADE_NEW, UPGRADE_STEADY, UPGRADE_COUNT,
+                     UPGRADE_EVERY, REPEAT))
+            print()
+            for w in sorted(upgrade_results):
+                print(upgrade_table(w))
+                print()
         if bodies:
             print("GET /healthz body (bytes): " + ", ".join(
                 "%s %d" % (n, bodies[n]) for n in sorted(bodies)))
@@ -1308,6 +1760,12 @@ def main():
         if os.environ.get("BENCH_JSON"):
             with open(os.environ["BENCH_JSON"], "w") as f:
                 json.dump({"results": results, "notes": notes,
+                           "upgrade": {w: {"median": {"/".join(map(str, k))
+                                                      if isinstance(k, tuple) else k: v
+                                                      for k, v in u["median"].items()},
+                                           "timings": u["timings"],
+                                           "reasons": u["reasons"]}
+                                       for w, u in upgrade_results.items()},
                            "seconds": SECONDS, "repeat": REPEAT,
                            "conns": nconns, "failures": failures}, f, indent=1)
         return 1 if failures else 0

@@ -40,11 +40,16 @@ FIELDS = 100  # FRAMING_MAX_FIELDS in src/lib/framing.h
 
 
 def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * KiB
-    raise RuntimeError("no VmRSS for %d" % pid)
+    """VmRSS of pid and its children: graced's supervisor and the
+    generation that serves."""
+    total = 0
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        kids = [int(k) for k in f.read().split()]
+    for p in [pid] + kids:
+        with open("/proc/%d/status" % p) as f:
+            total += next(int(line.split()[1]) * KiB for line in f
+                          if line.startswith("VmRSS:"))
+    return total
 
 
 def worst_request():

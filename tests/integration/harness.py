@@ -36,6 +36,9 @@ class Graced:
         replaces)."""
         self.tmp = tempfile.TemporaryDirectory(prefix="graced-test-")
         self.spool = spool or os.path.join(self.tmp.name, "events.jsonl")
+        self.program = program
+        self.one_process = any(a == "--supervisor" and b == "off"
+                               for a, b in zip(args, args[1:]))
         cmd = list(wrap or []) + [program or binary or GRACED]
         if program is None:
             cmd += ["serve", "--spool", self.spool]
@@ -112,6 +115,15 @@ class Graced:
             return "\n".join(json.dumps({k: v for k, v in l.items()
                                          if k != "_at"})
                              for l in self.lines[-40:])
+
+    def server_pid(self):
+        """The pid of the process that serves: the current generation,
+        the supervisor's child (or graced itself with --supervisor off, or
+        a program). Memory, CPU and process states are measured there."""
+        if self.program or self.one_process:
+            return self.proc.pid
+        self.wait_event("generation_ready")
+        return self.events("generation_ready")[-1]["pid"]
 
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)

@@ -369,8 +369,10 @@ def test_backlog_served_not_reset():
     g = Graced("--drain-delay", "0", "--shutdown-timeout", "10")
     socks = []
     try:
-        pid = g.proc.pid
-        g.proc.send_signal(signal.SIGSTOP)
+        # The serving process stops; the supervisor passes SIGTERM on, and
+        # it waits there until SIGCONT.
+        pid = g.server_pid()
+        os.kill(pid, signal.SIGSTOP)
         try:
             wait_process_state(pid, ("T", "t"))
             for _ in range(5):
@@ -379,7 +381,7 @@ def test_backlog_served_not_reset():
                 socks.append(s)
             g.signal(signal.SIGTERM)  # pending until SIGCONT
         finally:
-            g.proc.send_signal(signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
         states = []
         for s in socks:
             status, hdrs, data = recv_response(s)  # raises on EOF/reset

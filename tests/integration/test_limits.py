@@ -24,8 +24,8 @@ def start(workers, *args):
 
 
 def cpu_seconds(g):
-    """utime + stime of the graced process, all threads."""
-    with open("/proc/%d/stat" % g.proc.pid) as f:
+    """utime + stime of the serving process, all threads."""
+    with open("/proc/%d/stat" % g.server_pid()) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 

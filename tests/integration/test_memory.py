@@ -20,7 +20,7 @@ ASAN = {"ASAN_OPTIONS": ":".join(
 
 
 def rss(g):
-    with open("/proc/%d/status" % g.proc.pid) as f:
+    with open("/proc/%d/status" % g.server_pid()) as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024

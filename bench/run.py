@@ -319,6 +319,18 @@ def cpu_ns(pid):
     return total
 
 
+def render(head, rows):
+    """A Markdown table: the first column left-aligned, the rest right."""
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(head, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths))) + " |")
+    return "\n".join(lines)
+
+
 def children(pid):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
@@ -1300,15 +1312,6 @@ def upgrade_table(w):
             return "{:,.0f}".format(v)
         return "%.3f" % v if v < 10 else "%.1f" % v
 
-    def render(head, rows):
-        widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-        lines = ["| " + " | ".join(c.ljust(wd) for c, wd in zip(head, widths)) + " |",
-                 "|" + "|".join("-" * (wd + 2) for wd in widths) + "|"]
-        for r in rows:
-            lines.append("| " + " | ".join(
-                c.ljust(wd) if i == 0 else c.rjust(wd)
-                for i, (c, wd) in enumerate(zip(r, widths))) + " |")
-        return "\n".join(lines)
 
     rows = []
     for what, label in (("rps", "requests/s"), ("p50", "p50 latency (ms)"),
@@ -1470,14 +1473,7 @@ def table(nconns):
             rs.append("n/a" if ok is None else ("PASS" if ok else "MISS"))
         cells += ["; ".join(tg), ", ".join(rs)]
         out.append(cells)
-    widths = [max(len(r[i]) for r in [head] + out) for i in range(len(head))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(head, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    for r in out:
-        lines.append("| " + " | ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths))) + " |")
-    return "\n".join(lines)
+    return render(head, out)
 
 
 def versions(env):

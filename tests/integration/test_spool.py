@@ -116,15 +116,32 @@ def test_file_size_limit_answers_503_and_leaves_nothing_partial():
         g.close()
 
 
-def test_full_disk_answers_503_until_space_frees():
+@contextlib.contextmanager
+def small_tmpfs(size):
+    """A tmpfs of size (e.g. "64k") mounted on a new directory: a disk
+    that fills up. Root only."""
     if os.geteuid() != 0:
         raise SkipTest("mounting a small tmpfs needs root")
     mnt = tempfile.mkdtemp(prefix="graced-tmpfs-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
-                        mnt], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size,
+                        "tmpfs", mnt], capture_output=True)
     if r.returncode != 0:
         os.rmdir(mnt)
         raise SkipTest("cannot mount tmpfs: %s" % r.stderr.decode().strip())
+    try:
+        yield mnt
+    finally:
+        # Lazily: a failure here must not hide the test's own.
+        subprocess.run(["umount", "-l", mnt])
+        os.rmdir(mnt)
+
+
+def test_full_disk_answers_503_until_space_frees():
+    with small_tmpfs("64k") as mnt:
+        full_disk_answers_503_until_space_frees(mnt)
+
+
+def full_disk_answers_503_until_space_frees(mnt):
     g = None
     try:
         # Something to delete later, to free space.
@@ -143,9 +160,6 @@ def test_full_disk_answers_503_until_space_frees():
     finally:
         if g is not None:
             g.close()
-        # Lazily: a failure here must not hide the test's own.
-        subprocess.run(["umount", "-l", mnt])
-        os.rmdir(mnt)
 
 
 @contextlib.contextmanager
@@ -281,14 +295,11 @@ def test_two_writers_on_a_full_disk_lose_nothing():
     """Two processes append to one spool, as two generations do during an
     upgrade, until the disk is full: a batch that fails is taken back, and
     with it nothing the other process had already answered 202 for."""
-    if os.geteuid() != 0:
-        raise SkipTest("mounting a small tmpfs needs root")
-    mnt = tempfile.mkdtemp(prefix="graced-tmpfs-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
-                        mnt], capture_output=True)
-    if r.returncode != 0:
-        os.rmdir(mnt)
-        raise SkipTest("cannot mount tmpfs: %s" % r.stderr.decode().strip())
+    with small_tmpfs("256k") as mnt:
+        two_writers_on_a_full_disk(mnt)
+
+
+def two_writers_on_a_full_disk(mnt):
     spool = os.path.join(mnt, "events.jsonl")
     graceds = []
     accepted = []
@@ -334,8 +345,6 @@ def test_two_writers_on_a_full_disk_lose_nothing():
     finally:
         for g in graceds:
             g.close()
-        subprocess.run(["umount", "-l", mnt])
-        os.rmdir(mnt)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ Standard library only; loopback only; graced is killed on the way out.
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -39,13 +40,16 @@ KiB = 1024
 FIELDS = 100  # FRAMING_MAX_FIELDS in src/lib/framing.h
 
 
+def children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(k) for k in f.read().split()]
+
+
 def rss(pid):
     """VmRSS of pid and its children: graced's supervisor and the
     generation that serves."""
     total = 0
-    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-        kids = [int(k) for k in f.read().split()]
-    for p in [pid] + kids:
+    for p in [pid] + children(pid):
         with open("/proc/%d/status" % p) as f:
             total += next(int(line.split()[1]) * KiB for line in f
                           if line.startswith("VmRSS:"))
@@ -138,6 +142,13 @@ def main():
         finally:
             for s in socks:
                 s.close()
+            # The generation first: left alone, it would drain on its
+            # own after the supervisor's death and outlive this script.
+            for pid in children(proc.pid) if proc.poll() is None else []:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             proc.kill()
             proc.wait()
     return 0

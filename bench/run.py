@@ -1101,8 +1101,10 @@ class LogFollower:
         now = time.monotonic_ns()
         out = []
         for line in filter(None, lines):
-            # Pieces of lines from two generations can share a line of the
-            # file (README, "Upgrade"): keep every whole object in it.
+            # Two generations share the file. A line split by the other
+            # one's write would leave pieces of two lines on one line of
+            # the file (log.c writes a batch in one call so that it does
+            # not happen): keep every whole object in it, and count it.
             pieces = line.split(b'{"ts":')
             if len(pieces) != 2 or pieces[0]:
                 self.broken += 1
@@ -1311,7 +1313,6 @@ def upgrade_table(w):
         if what == "rps":
             return "{:,.0f}".format(v)
         return "%.3f" % v if v < 10 else "%.1f" % v
-
 
     rows = []
     for what, label in (("rps", "requests/s"), ("p50", "p50 latency (ms)"),

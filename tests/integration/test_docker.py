@@ -3,8 +3,11 @@ published port, runs graced as PID 1 and as a non-root user, and `docker
 stop` ends in a clean drain that answers a request still uploading, with the
 drain in the container's log and exit status 0; its HEALTHCHECK turns
 unhealthy as soon as the drain begins; a request stuck past the shutdown
-timeout is cut off by graced itself (exit 1) before Docker's SIGKILL; and
-graced's exit status is the container's.
+timeout is cut off by graced itself (exit 1) before Docker's SIGKILL;
+graced's exit status is the container's; and under load `docker kill
+--signal USR2` upgrades in place (PID 1, the supervisor, stays; each
+generation is its child), rolls back a failing executable, and drops no
+request.
 
 Skipped (exit 77) when `docker info` fails or GRACED_SKIP_DOCKER=1. When the
 debian:bookworm-slim base image is missing (no registry), docker/base-image.sh
@@ -17,6 +20,7 @@ Waits follow `docker logs -f` and `docker events` (no sleeps); the one
 polling loop waits for a published port to answer, which has no event.
 """
 import calendar
+import collections
 import http.client
 import json
 import os
@@ -27,6 +31,7 @@ import time
 
 import harness
 from harness import SkipTest, recv_response, run
+from test_haproxy import Load, REQ_TIMEOUT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -41,6 +46,13 @@ DOCKER_TIMEOUT = 60    # seconds: any single docker command but the build
 DRAIN_DELAY = 2.0
 SHUTDOWN_TIMEOUT = 8.0
 DOCKER_STOP_GRACE = 10.0
+EXE = "/usr/local/bin/graced"   # what the supervisor starts generations from
+
+# The upgrade under load.
+UPGRADES = 3            # docker kill -s USR2, each to the next generation
+LOAD_THREADS = 4        # of which LOAD_FRESH open a new connection for
+LOAD_FRESH = 2          # each request
+LOAD_OK = 200           # ok requests before the first upgrade, after each
 
 
 # ---------------------------------------------------------------- docker
@@ -154,11 +166,15 @@ class Follower:
         """The first line with pred(line) true; fails after timeout or when
         the command ends without one."""
         deadline = time.monotonic() + timeout
+        seen = 0
         with self.cond:
             while True:
-                for line in self.lines:
+                # Only the lines not looked at yet: under load the log
+                # grows by a line per request.
+                for line in self.lines[seen:]:
                     if pred(line):
                         return line
+                seen = len(self.lines)
                 left = deadline - time.monotonic()
                 if self.ended or left <= 0:
                     raise AssertionError("%s: not seen within %ss%s; got:\n%s"
@@ -378,6 +394,8 @@ def test_image_config():
             DOCKER_STOP_GRACE, env)
     assert env.get("GRACED_SPOOL", "").startswith("/var/lib/graced/"), env
     assert env.get("GRACED_ADMIN_LISTEN", "").startswith("127.0.0.1:"), env
+    # PID 1 is the supervisor: nothing turns it off.
+    assert env.get("GRACED_SUPERVISOR", "on") == "on", env
 
     # Only the runtime: no curl, no compiler, no headers.
     p = docker("run", "--rm", "--label", LABEL, "--entrypoint", "sh", IMAGE,
@@ -573,6 +591,136 @@ def test_stuck_request_cut_off_before_sigkill():
         c.close()
 
 
+def log_match(**fields):
+    """A predicate for Follower.wait: a log line with these fields."""
+    return lambda l: all(l.get(k) == v for k, v in fields.items())
+
+
+def healthz(c):
+    status, _, data = c.request("GET", "/healthz")
+    assert status == 200, (status, data)
+    return json.loads(data)
+
+
+def test_usr2_upgrades_in_place_under_load():
+    """The supervisor as PID 1, under load through the published port (new
+    and keep-alive connections; POST /v1/events with unique ids and GET
+    /healthz): each `docker kill -s USR2` starts the next generation, a
+    child of PID 1, from the image's executable; it is ready, the old one
+    hands over and exits 0, and /healthz says the generation went up by
+    one. A replaced executable that fails is rolled back, the current
+    generation serving on. The container stays the same (PID 1's host PID,
+    running), `docker stop` still drains and exits 0, no request fails and
+    every event answered 202 is in the spool exactly once."""
+    need_image()
+    c = Container()
+    load = None
+    took = []                   # (seconds from docker kill, log's ms)
+    try:
+        c.wait_http()
+        pid1 = c.inspect("{{.State.Pid}}")
+        started = c.inspect("{{.State.StartedAt}}")
+        assert healthz(c)["generation"] == 1
+        load = Load(c.port, "docker-%d" % os.getpid(), nthreads=LOAD_THREADS,
+                    fresh=LOAD_FRESH, get="/healthz")
+        load.wait_ok(LOAD_OK)
+
+        for n in range(2, UPGRADES + 2):
+            ok0 = load.ok_count()
+            t0 = time.monotonic()
+            docker("kill", "--signal", "USR2", c.id)
+            begin = c.logs.wait(log_match(event="upgrade_begin",
+                                          generation=n),
+                                "upgrade_begin of generation %d" % n)
+            assert begin["by"] == "SIGUSR2" and begin["from"] == n - 1 and \
+                begin["exe"] == EXE, begin
+            ready = c.logs.wait(log_match(event="upgrade_ready",
+                                          generation=n),
+                                "upgrade_ready of generation %d" % n)
+            took.append((time.monotonic() - t0, ready["ms"]))
+            # Both served during the probation, then the old one handed
+            # over and left: from now on only the new one answers.
+            old = c.logs.wait(log_match(event="generation_exit",
+                                        generation=n - 1),
+                              "generation %d's exit" % (n - 1))
+            assert old["pid"] == ready["old_pid"] and old["role"] == "old" \
+                and old["status"] == 0, old
+            body = healthz(c)
+            assert body["generation"] == n and \
+                body["generations_draining"] == 0, body
+            status = docker("exec", c.id, "cat", "/proc/%d/status" %
+                            ready["pid"]).stdout
+            assert "\nPPid:\t1\n" in status, \
+                "generation %d is not PID 1's child:\n%s" % (n, status)
+            assert load.ok_count() > ok0, \
+                "no request served between docker kill and upgrade_ready"
+            assert c.inspect("{{.State.Pid}} {{.State.Running}} "
+                             "{{.State.StartedAt}}") == \
+                "%s true %s" % (pid1, started), c.inspect("{{json .State}}")
+            load.wait_ok(load.ok_count() + LOAD_OK)
+
+        # The next generation runs whatever file is at the path now (put
+        # there by a rename: the running one cannot be written): one that
+        # fails is rolled back, the current generation never stopped.
+        current = UPGRADES + 1
+        docker("exec", "-u", "0", c.id, "sh", "-c",
+               "printf '#!/bin/sh\\nexit 3\\n' >%s.new && chmod 755 %s.new "
+               "&& mv %s.new %s" % (EXE, EXE, EXE, EXE))
+        docker("kill", "--signal", "USR2", c.id)
+        failed = c.log_event("upgrade_failed")
+        assert failed["generation"] == current + 1 and \
+            failed["serving"] == current and \
+            failed["reason"] == "exited with status 3", failed
+        assert healthz(c)["generation"] == current
+        load.wait_ok(load.ok_count() + LOAD_OK)
+
+        load.stop()
+        with load.cond:
+            print("# requests sent %d, ok %d, failed %d (%r); %d events; "
+                  "slowest %.0f ms" % (load.sent, load.ok,
+                                       sum(load.failed.values()),
+                                       dict(load.failed),
+                                       len(load.accepted), load.max_ms),
+                  flush=True)
+            assert not load.failed, "failed requests %r, first: %r" % (
+                dict(load.failed), load.failures[:5])
+            accepted = set(load.accepted)
+        print("# upgrades: %s s from docker kill to upgrade_ready "
+              "(upgrade_ready's ms: %s)" % (
+                  ", ".join("%.2f" % t for t, _ in took),
+                  ", ".join(str(ms) for _, ms in took)), flush=True)
+        assert c.inspect("{{.State.Pid}}") == pid1
+
+        # docker stop still drains the generation that serves.
+        docker("stop", c.id, timeout=DOCKER_STOP_GRACE + 20)
+        begin = c.log_event("drain_begin")
+        assert begin.get("cause") == "SIGTERM", begin
+        # Each old generation said "stopped" too, before the drain began.
+        end = c.logs.wait(lambda l: l.get("event") == "stopped" and
+                          l["_at"] >= begin["_at"], "the drain's stopped")
+        assert end["exit"] == 0 and end["cut_off"] == 0, end
+        code = int(c.inspect("{{.State.ExitCode}}"))
+        assert code == 0, "exit code %d; log:\n%s" % (code, c.logs.text())
+        assert not c.logs.all(lambda l: l.get("event") == "cut_off"), \
+            c.logs.text()
+
+        spool = docker("run", "--rm", "--label", LABEL, "--volumes-from",
+                       c.id, "--entrypoint", "cat", IMAGE,
+                       "/var/lib/graced/events.jsonl").stdout.splitlines()
+        count = collections.Counter(json.loads(l)["id"] for l in spool)
+        assert count == collections.Counter(accepted), \
+            "spool: more than once %r; 202 but not there %r; never 202 %r" % (
+                [i for i, k in count.items() if k > 1][:5],
+                sorted(accepted - set(count))[:5],
+                sorted(set(count) - accepted)[:5])
+    finally:
+        if load is not None:
+            load.stop_ev.set()
+            for t in load.threads:
+                t.join(REQ_TIMEOUT + 5)
+        c.close()
+
+
 def test_exit_status_is_graceds():
     """The container's exit status is graced's: 2 for a bad flag or
     variable (one line naming it), 1 for a start-up failure."""
@@ -601,6 +749,7 @@ if __name__ == "__main__":
              test_docker_stop_drains_in_flight_request,
              test_unhealthy_while_draining,
              test_stuck_request_cut_off_before_sigkill,
+             test_usr2_upgrades_in_place_under_load,
              test_exit_status_is_graceds])
     finally:
         # Whatever a failed test left behind (only this file's containers).

@@ -279,14 +279,19 @@ class HAProxy:
 class Load:
     """nthreads keep-alive clients through HAProxy, as fast as they go:
     POST /v1/events (1 to 3 events, each with a unique id) twice out of
-    three, GET /livez once. Every request that does not get its expected
-    complete answer is a failure, by kind. The first `fresh` threads open a
-    new connection for each request (test_compose.py uses them)."""
+    three, GET `get` (/livez or /healthz) once. Every request that does not
+    get its expected complete answer is a failure, by kind. The first
+    `fresh` threads open a new connection for each request (test_compose.py
+    and test_docker.py use them)."""
 
-    def __init__(self, port, tag, nthreads=NTHREADS, fresh=0):
+    # What a good answer to each GET says in "status".
+    GET_STATUS = {"/livez": "alive", "/healthz": "ok"}
+
+    def __init__(self, port, tag, nthreads=NTHREADS, fresh=0, get="/livez"):
         self.port = port
         self.tag = tag
         self.fresh = fresh
+        self.get = get
         self.cond = threading.Condition()
         self.sent = 0
         self.ok = 0
@@ -333,7 +338,7 @@ class Load:
                                                       timeout=REQ_TIMEOUT)
                 seq += 1
                 if seq % 3 == 0:
-                    method, path, body, ids = "GET", "/livez", None, []
+                    method, path, body, ids = "GET", self.get, None, []
                     hdrs = {}
                 else:
                     n = 1 + (seq // 3) % 3
@@ -362,7 +367,7 @@ class Load:
                         _json(data) == {"accepted": len(ids)}
                 else:
                     good = r.status == 200 and \
-                        _json(data).get("status") == "alive"
+                        _json(data).get("status") == self.GET_STATUS[path]
                 if good:
                     with self.cond:
                         self.ok += 1

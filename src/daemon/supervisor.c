@@ -257,6 +257,10 @@ spawn(struct sup *s, struct gen *g, int link)
 		for (unsigned i = 0; i < nfd; i++)
 			if (dup2(tmp[i], 3 + (int)i) < 0 || close(tmp[i]) < 0)
 				_exit(127);
+		/* A group of its own: a terminal's ^C reaches the supervisor
+		 * alone (which passes it on once), and a generation that is
+		 * rolled back is killed with whatever it started. */
+		setpgid(0, 0);
 		memset(&dfl, 0, sizeof(dfl));
 		dfl.sa_handler = SIG_DFL;
 		sigaction(SIGPIPE, &dfl, NULL);
@@ -335,9 +339,11 @@ upgrade_failed(struct sup *s, const char *why)
 	s->next = NULL;
 	g->role = GEN_FAILED;
 	s->failed++;
-	/* Not ready: it serves nothing yet (a ready one drains, stop_all). */
+	/* Not ready: it serves nothing yet (a ready one drains, stop_all).
+	 * Its whole group goes: a wrapper's children would hold the
+	 * listeners. */
 	if (!g->ready)
-		kill(g->pid, SIGKILL);
+		kill(-g->pid, SIGKILL);
 	event_del(s->upgrade_ev);
 	log_event("upgrade_failed",
 	    json_pack("{s:I,s:I,s:s,s:I,s:I}", "generation", (json_int_t)g->n,

@@ -251,7 +251,9 @@ def test_rollback_keeps_the_old_generation():
         assert generation(g) == 1
         load.wait_ok(load.ok_count() + 50)
 
-        replace_exe(exe, "#!/bin/sh\nexec sleep 600\n")
+        # Not exec: the shell's child would hold the listeners if the
+        # shell alone were killed.
+        replace_exe(exe, "#!/bin/sh\nsleep 600\nexit 0\n")
         start = len(g.lines)
         t0 = time.monotonic()
         p = graced_upgrade(g)
@@ -261,6 +263,10 @@ def test_rollback_keeps_the_old_generation():
         assert 1.5 < took < 10, took
         begin = g.wait_event("upgrade_begin", start=start)
         assert pid_gone(begin["pid"]), "the hung generation was not killed"
+        left = subprocess.run(["pgrep", "-g", str(begin["pid"])],
+                              capture_output=True, text=True).stdout
+        assert all(pid_gone(int(p)) for p in left.split()), (
+            "its children live on: %s" % left)
         assert generation(g) == 1
         load.wait_ok(load.ok_count() + 50)
 

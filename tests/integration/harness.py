@@ -174,6 +174,15 @@ class Graced:
 
     def close(self):
         if self.proc.poll() is None:
+            # The generations first: killed alone, the supervisor would
+            # leave them to drain by themselves.
+            try:
+                with open("/proc/%d/task/%d/children" % (
+                        self.proc.pid, self.proc.pid)) as f:
+                    for pid in f.read().split():
+                        os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
             self.proc.kill()
             self.proc.wait()
         self.reader.join(TIMEOUT)

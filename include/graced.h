@@ -54,9 +54,11 @@
  *    the file. graced_log() before the first server writes to stderr.
  *  - Socket activation: listening sockets passed with LISTEN_FDS (and
  *    LISTEN_PID, LISTEN_FDNAMES; docs/systemd.md) are taken by the server
- *    and served instead of binding; the three variables are unset. With
- *    NOTIFY_SOCKET set, the states go to the service manager (READY=1,
- *    STOPPING=1, STATUS=).
+ *    and served instead of binding; the three variables are unset, and so
+ *    is GRACED_LISTENERS_OWNED=1, which graced's supervisor adds: the
+ *    sockets are then this process's to drain as its own when it stops
+ *    for good (docs/library.md). With NOTIFY_SOCKET set, the states go to
+ *    the service manager (READY=1, STOPPING=1, STATUS=).
  *
  * docs/library.md walks through three example services (examples/ in the
  * source tree), README.md has the daemon and the drain's contract, and

@@ -18,9 +18,9 @@
  * Which call from where:
  *   graced_config_*                   any thread, one config at a time
  *   graced_server_new, _add_routes,   before graced_server_run, on the
- *   _on_drain, _on_stop, _add_status, thread that will run the main loop
- *   _add_metrics, _add_count,
- *   _on_upgrade, _start
+ *   _on_drain, _on_stop, _on_closed,  thread that will run the main loop
+ *   _add_status, _add_metrics,
+ *   _add_count, _on_upgrade, _start
  *   graced_server_run, _drain,        the main loop (its thread, or an
  *   _stop_now, _reopen_log, _base,    event on graced_server_base())
  *   _handover, _upgrade_reply
@@ -162,6 +162,11 @@ GRACED_API int graced_server_on_drain(
     struct graced_server *srv, graced_drain_fn *fn, void *arg);
 GRACED_API int graced_server_on_stop(
     struct graced_server *srv, graced_stop_fn *fn, void *arg);
+/* on_closed runs on the main loop once every public listener of this
+ * process is closed (in a drain, a handover or a stop now): from then on
+ * no new connection reaches it. Once; up to 8 hooks: 0 or -ENOSPC. */
+GRACED_API int graced_server_on_closed(
+    struct graced_server *srv, graced_drain_fn *fn, void *arg);
 /* Binds the public and admin listeners (or serves the passed ones):
  * STARTING -> SERVING. Returns 0, or a negative errno with one line naming
  * the cause logged; nothing stays bound on failure. */

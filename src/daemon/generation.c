@@ -77,6 +77,15 @@ on_drain(struct graced_server *srv, void *arg)
 }
 
 static void
+on_closed(struct graced_server *srv, void *arg)
+{
+	(void)srv;
+	/* In a handover the supervisor waits for it: only then does a new
+	 * connection surely reach the new generation. */
+	send_line(arg, "CLOSED");
+}
+
+static void
 on_upgrade(struct graced_server *srv, void *arg)
 {
 	struct generation *g = arg;
@@ -167,7 +176,8 @@ generation_new(struct graced_server *srv)
 	    graced_server_add_count(
 	        srv, "generations_draining", count_draining, g) < 0 ||
 	    graced_server_add_metrics(srv, metrics, g) < 0 ||
-	    graced_server_on_drain(srv, on_drain, g) < 0) {
+	    graced_server_on_drain(srv, on_drain, g) < 0 ||
+	    graced_server_on_closed(srv, on_closed, g) < 0) {
 		generation_free(g);
 		return NULL;
 	}

@@ -1,14 +1,16 @@
 /* The supervisor (supervisor.h). One event loop: the signals, a control
  * link per generation (a socketpair, one line per message), and two
  * timers. The messages:
- *   generation -> supervisor  READY, DRAINING, UPGRADE
+ *   generation -> supervisor  READY, DRAINING, CLOSED (its listeners),
+ *                             UPGRADE
  *   supervisor -> generation  STOP (hand over), STATS OK FAILED DRAINING,
  *                             UPGRADE STATUS {json} (the answer to UPGRADE)
  * An upgrade: spawn the next generation (upgrade_begin), wait for its
  * READY (--upgrade-timeout, then SIGKILL), let both serve for the
- * probation, then tell the old one STOP (upgrade_done). Any exit of the new
- * one before that is a rollback (upgrade_failed): the old one never
- * stopped accepting. */
+ * probation, then tell the old one STOP (upgrade_handover) and, once it
+ * has closed its listeners, report the upgrade done (upgrade_done). Any
+ * exit of the new one before the STOP is a rollback (upgrade_failed): the
+ * old one never stopped accepting. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -67,9 +69,10 @@ struct sup {
 	struct activation lis; /* the listeners, held for every generation */
 	char address[300];     /* the public one, for STATUS= */
 	struct gen *gens;
-	struct gen *current;      /* NULL before the first is ready */
-	struct gen *next;         /* the upgrade in progress, or NULL */
-	struct gen *asker;        /* the generation whose admin asked for it */
+	struct gen *current; /* NULL before the first is ready */
+	struct gen *next;    /* the upgrade in progress, or NULL */
+	struct gen *closing; /* the old one told STOP, listeners still open */
+	struct gen *asker;   /* the generation whose admin asked for it */
 	struct event *upgrade_ev; /* not ready in time, or probation over */
 	unsigned ok, failed;      /* upgrades */
 	int stopping;             /* the service is ending */
@@ -372,9 +375,10 @@ upgrade_begin(struct sup *s, struct gen *asker, const char *by)
 
 	if (s->stopping)
 		refusal = "the service is stopping";
-	else if (s->next != NULL) {
+	else if (s->next != NULL || s->closing != NULL) {
 		snprintf(busy, sizeof(busy),
-		    "an upgrade to generation %u is in progress", s->next->n);
+		    "an upgrade to generation %u is in progress",
+		    s->next != NULL ? s->next->n : s->current->n);
 		refusal = busy;
 	} else if (s->current == NULL || !s->current->ready)
 		refusal = "the service is not serving yet";
@@ -411,17 +415,16 @@ upgrade_begin(struct sup *s, struct gen *asker, const char *by)
 	event_add(s->upgrade_ev, &timeout);
 }
 
-/* The probation is over: the new generation serves, the old hands over. */
+/* The old generation has closed its listeners (or exited, or took too
+ * long): a new connection now surely reaches the new one, and the upgrade
+ * is done. */
 static void
 upgrade_done(struct sup *s)
 {
-	struct gen *g = s->next, *old = s->current;
+	struct gen *g = s->current, *old = s->closing;
 
-	s->next = NULL;
-	s->current = g;
-	g->role = GEN_CURRENT;
-	old->role = GEN_OLD;
-	send_line(old, "STOP");
+	s->closing = NULL;
+	event_del(s->upgrade_ev);
 	s->ok++;
 	log_event("upgrade_ready",
 	    json_pack("{s:I,s:I,s:I,s:I}", "generation", (json_int_t)g->n,
@@ -437,6 +440,25 @@ upgrade_done(struct sup *s)
 	send_stats(s);
 }
 
+/* The probation is over: the new generation serves, the old hands over.
+ * Closing its listeners takes it a few milliseconds; the bound is for a
+ * generation that does not say so. */
+static void
+upgrade_handover(struct sup *s)
+{
+	struct timeval bound = { SUPERVISOR_CLOSE_MS / 1000,
+		(SUPERVISOR_CLOSE_MS % 1000) * 1000 };
+	struct gen *g = s->next, *old = s->current;
+
+	s->next = NULL;
+	s->current = g;
+	g->role = GEN_CURRENT;
+	old->role = GEN_OLD;
+	s->closing = old;
+	send_line(old, "STOP");
+	event_add(s->upgrade_ev, &bound);
+}
+
 static void
 upgrade_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -445,10 +467,14 @@ upgrade_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (s->closing != NULL) {
+		upgrade_done(s);
+		return;
+	}
 	if (s->next == NULL)
 		return;
 	if (s->next->role == GEN_PROBATION) {
-		upgrade_done(s);
+		upgrade_handover(s);
 		return;
 	}
 	snprintf(why, sizeof(why), "not ready within %g s (killed)",
@@ -516,6 +542,8 @@ link_read_cb(struct bufferevent *bev, void *arg)
 			gen_ready(s, g);
 		else if (strcmp(line, "UPGRADE") == 0)
 			upgrade_begin(s, g, "admin");
+		else if (strcmp(line, "CLOSED") == 0 && g == s->closing)
+			upgrade_done(s);
 		else if (strcmp(line, "DRAINING") == 0 && !g->draining) {
 			g->draining = 1;
 			/* The current one, or the next one on probation,
@@ -621,6 +649,8 @@ gen_exited(struct sup *s, struct gen *g, int wstatus)
 			*p = g->next;
 			break;
 		}
+	if (g == s->closing)
+		upgrade_done(s);
 	link_close(g);
 	if (g == s->next) {
 		snprintf(why, sizeof(why), "%s%s", how,

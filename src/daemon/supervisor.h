@@ -19,6 +19,9 @@
  * one hands over: a new generation that dies within it is rolled back with
  * the old one still serving. */
 #define SUPERVISOR_PROBATION_MS 1000
+/* How long the old generation may take to say its listeners are closed
+ * before the upgrade is reported done anyway. */
+#define SUPERVISOR_CLOSE_MS 2000
 
 /* Runs the service; argv is the whole command line (argv[0] included), to
  * start each generation with. Returns the exit status. */

@@ -104,12 +104,11 @@ reply_state(struct admin *a, struct evhttp_request *req, int status)
 	        "{s:s}", "state", graced_state_name(drain_state(a->drain))));
 }
 
-/* Holds the end of the main loop until req's reply is flushed or its
- * connection is gone. */
+/* Releases a hold on the end of the main loop once req's reply is flushed
+ * or its connection is gone. */
 static void
-hold_until_sent(struct admin *a, struct evhttp_request *req)
+release_when_sent(struct admin *a, struct evhttp_request *req)
 {
-	drain_hold(a->drain);
 	evhttp_request_set_on_complete_cb(req, sent_cb, a);
 	evhttp_connection_set_closecb(
 	    evhttp_request_get_connection(req), sent_gone, a);
@@ -135,7 +134,8 @@ admin_release(void *arg)
 	while (a->waiters != NULL) {
 		struct evhttp_request *req = a->waiters->req;
 		waiter_unlink(a->waiters);
-		hold_until_sent(a, req);
+		drain_hold(a->drain);
+		release_when_sent(a, req);
 		reply_state(a, req, 200);
 	}
 }
@@ -147,6 +147,7 @@ upgrade_gone(struct evhttp_connection *evcon, void *arg)
 
 	(void)evcon;
 	a->upgrading = NULL;
+	drain_release(a->drain);
 }
 
 /* POST /admin/upgrade: one at a time per generation; the hook (the
@@ -167,7 +168,10 @@ admin_upgrade(struct admin *a, struct evhttp_request *req)
 		http_reply_error(req, 409, "the service is stopping");
 		return;
 	}
+	/* Held, and the loop with it: the answer may come after this
+	 * process handed over and has nothing else left to do. */
 	a->upgrading = req;
+	drain_hold(a->drain);
 	evhttp_connection_set_closecb(
 	    evhttp_request_get_connection(req), upgrade_gone, a);
 	a->upgrade(a->srv, a->upgrade_arg);
@@ -183,7 +187,7 @@ admin_upgrade_reply(struct admin *a, int status, json_t *body)
 		return;
 	}
 	a->upgrading = NULL;
-	hold_until_sent(a, req);
+	release_when_sent(a, req);
 	http_reply_json(req, status, body);
 }
 

@@ -34,7 +34,9 @@ struct drain {
 	enum graced_state state;
 	struct drain_hook on_drain[DRAIN_MAX_HOOKS];
 	struct drain_hook on_stop[DRAIN_MAX_HOOKS];
-	unsigned ndrain_hooks, nstop_hooks;
+	struct drain_hook on_closed[DRAIN_MAX_HOOKS];
+	unsigned ndrain_hooks, nstop_hooks, nclosed_hooks;
+	int closed_ran;              /* the on_closed hooks ran */
 	void (*watch_fn)(void *arg); /* the admin listener's waiters */
 	void *watch_arg;
 	unsigned holds;           /* replies to flush before the loop ends */
@@ -80,6 +82,18 @@ watchers(struct drain *d)
 {
 	if (d->watch_fn != NULL)
 		d->watch_fn(d->watch_arg);
+}
+
+/* Once, when no listener of this process accepts any more. */
+static void
+run_closed_hooks(struct drain *d)
+{
+	if (d->closed_ran)
+		return;
+	d->closed_ran = 1;
+	for (unsigned i = 0; i < d->nclosed_hooks; i++)
+		((graced_drain_fn *)d->on_closed[i].fn)(
+		    d->srv, d->on_closed[i].arg);
 }
 
 static void
@@ -283,6 +297,7 @@ drain_finish(struct drain *d)
 	event_del(d->timeout_ev);
 	event_del(d->grace_ev);
 	watchers(d);
+	run_closed_hooks(d);
 	for (unsigned i = 0; i < d->nstop_hooks; i++)
 		((graced_stop_fn *)d->on_stop[i].fn)(
 		    d->srv, left, d->on_stop[i].arg);
@@ -328,6 +343,7 @@ drain_check(struct drain *d)
 	if (!drain_listeners_closed(d))
 		return;
 	watchers(d);
+	run_closed_hooks(d);
 	if (drain_connections(d) > 0)
 		return;
 	drain_finish(d);
@@ -443,6 +459,12 @@ int
 drain_on_stop(struct drain *d, graced_stop_fn *fn, void *arg)
 {
 	return hook_add(d->on_stop, &d->nstop_hooks, (void *)fn, arg);
+}
+
+int
+drain_on_closed(struct drain *d, graced_drain_fn *fn, void *arg)
+{
+	return hook_add(d->on_closed, &d->nclosed_hooks, (void *)fn, arg);
 }
 
 void

@@ -25,6 +25,7 @@ void drain_set_workers(struct drain *d, struct worker **workers, unsigned n);
 #define DRAIN_MAX_HOOKS 8
 int drain_on_drain(struct drain *d, graced_drain_fn *fn, void *arg);
 int drain_on_stop(struct drain *d, graced_stop_fn *fn, void *arg);
+int drain_on_closed(struct drain *d, graced_drain_fn *fn, void *arg);
 /* One watcher is told when the drain may have progressed: once the
  * listeners are closed and at STOPPED (fn NULL: none). The admin listener
  * answers its "drain --wait" requests from it. */

@@ -160,6 +160,13 @@ graced_server_on_stop(struct graced_server *srv, graced_stop_fn *fn, void *arg)
 }
 
 int
+graced_server_on_closed(
+    struct graced_server *srv, graced_drain_fn *fn, void *arg)
+{
+	return drain_on_closed(srv->drain, fn, arg);
+}
+
+int
 graced_server_add_status(struct graced_server *srv, const char *name,
     graced_status_fn *fn, void *arg)
 {

@@ -162,8 +162,19 @@ test_admin_drain_is_not_a_signal(void **state)
 	graced_server_free(srv);
 }
 
+static int closed_calls; /* the on_closed hook ran */
+
+static void
+count_closed(struct graced_server *srv, void *arg)
+{
+	(void)srv;
+	(void)arg;
+	closed_calls++;
+}
+
 /* A handover skips the drain delay and the readiness flip: /healthz stays
- * 200 while the listeners close, and a drain signal changes nothing. */
+ * 200 while the listeners close, and a drain signal changes nothing. The
+ * on_closed hooks run once, when the listeners are closed. */
 static void
 test_handover_stays_ready(void **state)
 {
@@ -174,7 +185,11 @@ test_handover_stays_ready(void **state)
 		struct graced_server *srv = start_workers("60", workers[i]);
 		struct evbuffer *body = evbuffer_new();
 
+		closed_calls = 0;
+		assert_int_equal(
+		    graced_server_on_closed(srv, count_closed, NULL), 0);
 		graced_server_handover(srv, "test");
+		assert_int_equal(closed_calls, 0);
 		assert_int_equal(graced_server_state(srv), GRACED_STOPPING);
 		assert_true(drain_handing_over(srv->drain));
 		assert_int_equal(health_render(srv->health, body), 200);
@@ -184,6 +199,7 @@ test_handover_stays_ready(void **state)
 		graced_server_handover(srv, "again");
 		assert_int_equal(graced_server_run(srv), 0);
 		assert_int_equal(graced_server_state(srv), GRACED_STOPPED);
+		assert_int_equal(closed_calls, 1);
 		evbuffer_free(body);
 		graced_server_free(srv);
 	}

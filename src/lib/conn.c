@@ -263,8 +263,8 @@ client_address(struct evhttp_connection *evcon, char *buf)
 /* evhttp answers some requests itself and never dispatches them: 413 over
  * --max-body, 400 for a request line or headers it cannot parse, 501 for
  * an unknown method. The only sign is the status line it writes into an
- * empty output buffer while no request of ours is held: log that as a
- * request with what is known. */
+ * empty output buffer while no request of ours is held: count it (on the
+ * "unmatched" row) and log it as a request with what is known. */
 static void
 conn_output_cb(
     struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -281,6 +281,9 @@ conn_output_cb(
 		return;
 	status = atoi(head + 9);
 	if (status < 400)
+		return;
+	metrics_count(&r->set->metrics, r->set->env->router->nroutes, status);
+	if (!r->set->env->cfg->access_log)
 		return;
 	now = now_us();
 	log_line_begin(&l, "request", now);
@@ -343,9 +346,8 @@ conn_adopt(struct conn_set *s, struct graced_request *r)
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_input_cb, r);
 	r->framing_cb =
 	    evbuffer_add_cb(bufferevent_get_input(r->bev), conn_framing_cb, r);
-	if (s->env->cfg->access_log)
-		r->output_cb = evbuffer_add_cb(
-		    bufferevent_get_output(r->bev), conn_output_cb, r);
+	r->output_cb =
+	    evbuffer_add_cb(bufferevent_get_output(r->bev), conn_output_cb, r);
 	evhttp_connection_set_closecb(r->evcon, conn_closed, r);
 	COUNTER_ADD(&s->metrics.accepted, 1);
 	r->overloaded = s->env->news(s->env->arg, CONN_ADOPTED) != 0;

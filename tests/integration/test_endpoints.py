@@ -406,6 +406,23 @@ def test_oversize_body_413_and_close():
         finally:
             r.close()
         assert len(g.spool_lines()) == 1, g.spool_lines()
+        # libevent's own replies count too, on the "unmatched" row.
+        m = get_metrics(g)
+        assert m.get(req_series("", "unmatched", "413")) == 2, {
+            k: v for k, v in m.items() if "requests_total" in k}
+    finally:
+        g.close()
+    # The same without the access log.
+    g = Graced("--max-body", "1K", "--access-log", "off")
+    try:
+        r = Raw(g)
+        try:
+            r.send(b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Content-Length: 1025\r\n\r\n")
+            assert r.response()[0] == 413
+        finally:
+            r.close()
+        assert get_metrics(g).get(req_series("", "unmatched", "413")) == 1
     finally:
         g.close()
 

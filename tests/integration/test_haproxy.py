@@ -164,7 +164,8 @@ class HAProxy:
                                          (self.proc.stderr, "err"))]
         for r in self.readers:
             r.start()
-        # No event says "frontend bound": poll its port, bounded.
+        # No event says "frontend bound": poll its port, bounded, and the
+        # stats socket, which may come a moment after the port accepts.
         deadline = time.monotonic() + TIMEOUT
         while True:
             assert self.proc.poll() is None, \
@@ -172,7 +173,8 @@ class HAProxy:
                                               self.text())
             try:
                 socket.create_connection((HOST, fe_port), timeout=1).close()
-                break
+                if os.path.exists(self.sock_path):
+                    break
             except OSError:
                 pass
             assert time.monotonic() < deadline, \

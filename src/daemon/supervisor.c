@@ -649,7 +649,9 @@ gen_exited(struct sup *s, struct gen *g, int wstatus)
 			*p = g->next;
 			break;
 		}
-	if (g == s->closing)
+	/* An upgrade whose old generation was closing its listeners is done
+	 * once either of the two exits. */
+	if (s->closing != NULL && (g == s->closing || g == s->current))
 		upgrade_done(s);
 	link_close(g);
 	if (g == s->next) {

@@ -270,16 +270,25 @@ conn_output_cb(
     struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct graced_request *r = arg;
-	char head[13], client[80], id[32];
+	char head[24], client[80], id[32], *sp;
 	uint64_t now;
 	struct log_line l;
-	int status;
+	int status = 0;
+	ev_ssize_t n;
 
-	if (r->req != NULL || info->n_added == 0 || info->orig_size != 0 ||
-	    evbuffer_copyout(buf, head, sizeof(head)) != sizeof(head) ||
-	    memcmp(head, "HTTP/1.", 7) != 0)
+	if (r->req != NULL || info->n_added == 0 || info->orig_size != 0)
 		return;
-	status = atoi(head + 9);
+	/* "HTTP/1.x NNN ": the version is the request's, any digits. */
+	n = evbuffer_copyout(buf, head, sizeof(head) - 1);
+	if (n < 13 || memcmp(head, "HTTP/1.", 7) != 0)
+		return;
+	head[n] = '\0';
+	sp = strchr(head, ' ');
+	for (int i = 1; sp != NULL && i <= 3; i++) {
+		if (sp[i] < '0' || sp[i] > '9')
+			return;
+		status = status * 10 + (sp[i] - '0');
+	}
 	if (status < 400)
 		return;
 	metrics_count(&r->set->metrics, r->set->env->router->nroutes, status);
